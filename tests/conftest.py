@@ -25,7 +25,7 @@ def _shared_data_dir() -> Path | None:
 
 @pytest.fixture(scope="session")
 def shared_data_dir() -> Path:
-    """Directory with the real datasets (``../shared/data`` or ``$JAXPRUNE_DATA_DIR``); skips if absent."""
+    """The real datasets (``$JAXPRUNE_DATA_DIR`` or ``../shared/data``); skips if absent."""
     d = _shared_data_dir()
     if d is None:
         pytest.skip("real data not found: set JAXPRUNE_DATA_DIR or place it in ../shared/data")

@@ -1,0 +1,172 @@
+"""Scores -> masks: exact top-k counts, deterministic ties, prunable filters, reports, misuse."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from jaxprune import masks
+
+# A few fixed layouts (hypothesis varies values and sparsity, not shapes: fewer compilations).
+LAYOUTS = [
+    {"conv": {"kernel": (3, 3, 1, 2), "bias": (2,)}, "dense": {"kernel": (8, 3), "bias": (3,)}},
+    {"a": {"kernel": (4, 5)}, "b": {"kernel": (5, 1)}, "bn": {"scale": (5,)}},
+    {"only": {"kernel": (2, 3)}},
+]
+
+
+def _tree(layout, fill):
+    return jax.tree.map(fill, layout, is_leaf=lambda x: isinstance(x, tuple))
+
+
+def _int_scores(data, layout):
+    """Integer-valued float scores in [0, 3]: lots of ties."""
+    return _tree(
+        layout,
+        lambda shape: jnp.asarray(
+            data.draw(
+                st.lists(
+                    st.integers(0, 3), min_size=int(np.prod(shape)), max_size=int(np.prod(shape))
+                )
+            ),
+            jnp.float32,
+        ).reshape(shape),
+    )
+
+
+def _reference_keep(flat_scores: np.ndarray, n_keep: int) -> np.ndarray:
+    """Keep the n_keep highest; among ties the lower index is kept (independent: np.lexsort)."""
+    order = np.lexsort((np.arange(flat_scores.size), -flat_scores))
+    keep = np.zeros(flat_scores.size, bool)
+    keep[order[:n_keep]] = True
+    return keep
+
+
+def _flat_prunable(tree, paths):
+    by_path = {masks.path_tuple(kp): x for kp, x in jax.tree_util.tree_flatten_with_path(tree)[0]}
+    return np.concatenate([np.ravel(np.asarray(by_path[p])) for p in paths])
+
+
+@pytest.mark.filterwarnings("ignore::jaxprune.masks.LayerCollapseWarning")  # sparsity 1.0 etc.
+@settings(max_examples=60, deadline=None)
+@given(data=st.data(), layout_idx=st.integers(0, len(LAYOUTS) - 1), sparsity=st.floats(0, 1))
+def test_global_topk_exact_count_and_ties(data, layout_idx, sparsity):
+    layout = LAYOUTS[layout_idx]
+    scores = _int_scores(data, layout)
+    mask = masks.mask_by_topk(scores, sparsity)
+    paths = masks.prunable_paths(scores)
+    flat_scores, flat_mask = _flat_prunable(scores, paths), _flat_prunable(mask, paths)
+    n = flat_scores.size
+    assert (~flat_mask).sum() == round(sparsity * n)
+    np.testing.assert_array_equal(flat_mask, _reference_keep(flat_scores, n - round(sparsity * n)))
+    # every non-prunable leaf is all True
+    for kp, m in jax.tree_util.tree_flatten_with_path(mask)[0]:
+        if masks.path_tuple(kp) not in paths:
+            assert bool(np.all(np.asarray(m)))
+    # deterministic, and identical under jit
+    again = jax.jit(masks.mask_by_topk, static_argnums=1)(scores, sparsity)
+    jax.tree.map(np.testing.assert_array_equal, mask, again)
+
+
+@pytest.mark.filterwarnings("ignore::jaxprune.masks.LayerCollapseWarning")  # sparsity 1.0 etc.
+@settings(max_examples=40, deadline=None)
+@given(data=st.data(), layout_idx=st.integers(0, len(LAYOUTS) - 1))
+def test_layer_topk_exact_counts_and_ties(data, layout_idx):
+    layout = LAYOUTS[layout_idx]
+    scores = _int_scores(data, layout)
+    paths = masks.prunable_paths(scores)
+    sizes = {p: _flat_prunable(scores, [p]).size for p in paths}
+    counts = {p: data.draw(st.integers(0, sizes[p])) for p in paths}
+    mask = masks.mask_by_layer_topk(scores, counts)
+    for p in paths:
+        s, m = _flat_prunable(scores, [p]), _flat_prunable(mask, [p])
+        assert (~m).sum() == counts[p]
+        np.testing.assert_array_equal(m, _reference_keep(s, sizes[p] - counts[p]))
+
+
+@pytest.mark.filterwarnings("ignore::jaxprune.masks.LayerCollapseWarning")  # sparsity 1.0 etc.
+def test_tie_rule_keeps_lower_flat_index():
+    scores = {"a": {"kernel": jnp.zeros((2, 2))}, "b": {"kernel": jnp.zeros((1, 2))}}
+    mask = masks.mask_by_topk(scores, 0.5)  # 6 weights, remove 3; flat order a (4) then b (2)
+    assert mask["a"]["kernel"].tolist() == [[True, True], [True, False]]
+    assert mask["b"]["kernel"].tolist() == [[False, False]]
+
+
+def test_rounding_is_pythons_round():
+    assert masks.num_to_remove(5, 0.5) == 2  # 2.5 -> 2 (half to even)
+    assert masks.num_to_remove(7, 0.5) == 4  # 3.5 -> 4
+    assert masks.num_to_remove(10, 0.0) == 0 and masks.num_to_remove(10, 1.0) == 10
+
+
+@pytest.mark.filterwarnings("ignore::jaxprune.masks.LayerCollapseWarning")  # sparsity 1.0 etc.
+def test_default_filter_custom_predicate_and_keep_dense():
+    params = _tree(LAYOUTS[0], jnp.ones)
+    assert masks.prunable_paths(params) == [("conv", "kernel"), ("dense", "kernel")]
+    assert masks.prunable_paths(params, keep_dense=[("conv", "kernel")]) == [("dense", "kernel")]
+    everything = masks.prunable_paths(params, prunable=lambda path, leaf: True)
+    assert len(everything) == 4
+    mask = masks.mask_by_topk(params, 1.0, keep_dense=[("conv", "kernel")])
+    assert bool(mask["conv"]["kernel"].all()) and not bool(mask["dense"]["kernel"].any())
+    assert masks.first_and_last([("c0", "kernel"), ("c1", "kernel"), ("fc", "kernel")]) == (
+        ("c0", "kernel"),
+        ("fc", "kernel"),
+    )
+
+
+def test_nan_under_jit_ranks_lowest():
+    scores = {"w": {"kernel": jnp.array([[1.0, jnp.nan], [-jnp.inf, 2.0]])}}
+    mask = jax.jit(masks.mask_by_topk, static_argnums=1)(scores, 0.25)
+    assert mask["w"]["kernel"].tolist() == [[True, False], [True, True]]
+
+
+def test_collapse_warns():
+    scores = {"a": {"kernel": jnp.ones((2, 2))}, "b": {"kernel": jnp.zeros((2, 2))}}
+    with pytest.warns(masks.LayerCollapseWarning, match=r"layer collapse.*'b/kernel'"):
+        masks.mask_by_topk(scores, 0.5)
+    with pytest.warns(masks.LayerCollapseWarning, match="a/kernel"):
+        masks.mask_by_layer_topk(scores, {("a", "kernel"): 4, ("b", "kernel"): 0})
+
+
+def test_summary_report_and_collapse():
+    params = _tree(LAYOUTS[1], jnp.ones)
+    mask = jax.tree.map(lambda p: jnp.ones(p.shape, bool), params)
+    mask["b"]["kernel"] = jnp.zeros((5, 1), bool)
+    mask["a"]["kernel"] = mask["a"]["kernel"].at[0].set(False)
+    rep = masks.summary(params, mask, macs={("a", "kernel"): 100, ("b", "kernel"): 10})
+    assert rep.collapsed == (("b", "kernel"),)
+    assert masks.collapsed_layers(mask) == [("b", "kernel")]
+    assert rep.num_prunable == 25 and rep.num_pruned == 10
+    assert rep.sparsity == pytest.approx(0.4) and rep.density == pytest.approx(0.6)
+    assert rep.params == 30 and rep.remaining_params == 20
+    assert [(r.path, r.kept, r.total) for r in rep.rows] == [
+        (("a", "kernel"), 15, 20),
+        (("b", "kernel"), 0, 5),
+    ]
+    assert rep.macs == 110 and rep.remaining_macs == pytest.approx(75.0)
+    text = masks.format_report(rep)
+    assert "WARNING: layer collapse" in text and "b/kernel" in text
+
+
+def test_misuse_raises():
+    scores = _tree(LAYOUTS[2], jnp.ones)
+    for bad in (-0.1, 1.5, float("nan")):
+        with pytest.raises(ValueError, match=r"sparsity must be in \[0, 1\]"):
+            masks.mask_by_topk(scores, bad)
+    with pytest.raises(ValueError, match="NaN"):
+        masks.mask_by_topk({"w": {"kernel": jnp.array([[1.0, jnp.nan]])}}, 0.5)
+    with pytest.raises(ValueError, match="infinite"):
+        masks.mask_by_topk({"w": {"kernel": jnp.array([[1.0, jnp.inf]])}}, 0.5)
+    with pytest.raises(ValueError, match="keep_dense names paths not in the tree"):
+        masks.mask_by_topk(scores, 0.5, keep_dense=[("nope", "kernel")])
+    with pytest.raises(TypeError, match="tuples of keys"):
+        masks.mask_by_topk(scores, 0.5, keep_dense=["only/kernel"])
+    with pytest.raises(ValueError, match="one entry per prunable path"):
+        masks.mask_by_layer_topk(scores, {})
+    with pytest.raises(ValueError, match="mask tree does not match"):
+        masks.summary(scores, {"other": {"kernel": jnp.ones((2, 3), bool)}})
+    with pytest.raises(ValueError, match="has shape"):
+        masks.summary(scores, {"only": {"kernel": jnp.ones((3, 2), bool)}})
