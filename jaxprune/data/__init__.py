@@ -1,0 +1,41 @@
+"""Datasets as NumPy arrays, pure preprocessing, and deterministic batching.
+
+Loading (``load(name, split)``) tries, in order: embedded data (``mnist1d``, ``digits``), the
+official files in a local folder (``data_dir`` or ``$JAXPRUNE_DATA_DIR``), and TensorFlow Datasets
+(optional: ``pip install 'jaxprune[tfds]'``). Every source gives float32 NHWC images in [0, 1]
+(MNIST-1D: the raw ``(N, 40, 1)`` signal) and int32 labels, in the official order.
+
+  >>> from jaxprune import data
+  >>> x, y = data.load("mnist", "train", "path/to/data")  # path/to/data/mnist/*-ubyte.gz
+  >>> data.info("cifar10").input_shape
+  (32, 32, 3)
+
+Modules: ``preprocess`` (channel stats, normalize, crop/flip augmentation) and ``batching``
+(epoch permutations, eval batches with a validity mask, class-balanced picks). This package knows
+nothing of models or pruning.
+"""
+
+from jaxprune.data import batching, preprocess
+from jaxprune.data._cifar import read_cifar_batch
+from jaxprune.data._errors import DataFormatError, DatasetNotFoundError
+from jaxprune.data._idx import read_idx
+from jaxprune.data._info import SPLITS, DatasetInfo, info, names
+from jaxprune.data._load import ENV_VAR, load, resolve_data_dir
+from jaxprune.data._tfds import load_tfds
+
+__all__ = [
+    "ENV_VAR",
+    "SPLITS",
+    "DataFormatError",
+    "DatasetInfo",
+    "DatasetNotFoundError",
+    "batching",
+    "info",
+    "load",
+    "load_tfds",
+    "names",
+    "preprocess",
+    "read_cifar_batch",
+    "read_idx",
+    "resolve_data_dir",
+]

@@ -1,0 +1,347 @@
+"""The training loop: epochs of jitted steps, evaluation, metrics, checkpoints and resume.
+
+``fit`` trains any Flax module from given variables on given arrays; ``train_and_evaluate`` builds
+model and data from a :class:`~jaxprune.train.optim.TrainConfig` by name and calls ``fit``.
+
+Randomness is a pure function of ``config.seed`` and the epoch number (batch order and
+augmentation of epoch ``e`` come from ``fold_in(train_key, e)``), so a run resumed from the
+checkpoint of epoch ``e`` replays epochs ``e+1...`` exactly as an uninterrupted run would: on CPU
+the final parameters are bitwise equal.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, NamedTuple
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+from tqdm.auto import tqdm
+
+from jaxprune.data import batching, preprocess
+from jaxprune.train.optim import TrainConfig, make_optimizer, make_schedule
+from jaxprune.train.steps import (
+    TrainState,
+    create_state,
+    make_eval_step,
+    make_train_step,
+    split_variables,
+)
+from jaxprune.train.workdir import Workdir
+
+PyTree = Any
+EpochCallback = Callable[[int, TrainState, Mapping[str, Any]], None]
+
+
+class Split(NamedTuple):
+    """One split of a dataset as host arrays: ``images`` (N, ...) float32, ``labels`` (N,) int32."""
+
+    images: np.ndarray
+    labels: np.ndarray
+
+
+class FitResult(NamedTuple):
+    """What ``fit`` returns: the final state, the per-epoch history and the summary."""
+
+    state: TrainState
+    history: list[dict[str, Any]]
+    results: dict[str, Any]
+
+
+def _check_split(name: str, split: Split) -> None:
+    images, labels = split
+    if len(images) != len(labels):
+        raise ValueError(f"{name} split has {len(images)} images but {len(labels)} labels")
+    if len(images) == 0:
+        raise ValueError(f"{name} split is empty")
+
+
+def _make_preprocess(config: TrainConfig, train: Split):
+    """(train_preprocess(key, x), eval_preprocess(x)) from the config and the training split."""
+    if config.normalize:
+        mean, std = preprocess.channel_stats(train.images)
+        mean, std = jnp.asarray(mean), jnp.asarray(std)
+        norm = lambda x: preprocess.normalize(x, mean, std)
+    else:
+        norm = lambda x: x
+    if config.augment:
+        if train.images.ndim != 4:
+            raise ValueError(
+                f"augment=True needs image batches (N, H, W, C); this dataset's inputs have shape "
+                f"{train.images.shape[1:]}. Turn augmentation off for it."
+            )
+        train_pre = lambda key, x: norm(preprocess.random_crop_flip(key, x))
+    else:
+        train_pre = lambda key, x: norm(x)
+    return train_pre, norm
+
+
+def evaluate(
+    eval_step: Callable[..., dict[str, jax.Array]],
+    params: PyTree,
+    model_state: PyTree,
+    split: Split,
+    batch_size: int,
+) -> dict[str, np.ndarray]:
+    """Mean loss and accuracy of a jitted ``eval_step`` over every example of ``split``.
+
+    Returns NumPy values: scalars, or ``(S,)`` arrays when ``eval_step`` is vmapped over S networks.
+    """
+    images, labels = split
+    totals = {"loss": 0.0, "correct": 0.0, "count": 0.0}
+    for idx, valid in batching.eval_batches(len(labels), batch_size):
+        m = eval_step(params, model_state, images[idx], labels[idx], valid)
+        totals = {k: totals[k] + m[k] for k in totals}
+    totals = jax.device_get(totals)
+    return {"loss": np.asarray(totals["loss"] / totals["count"]),
+            "accuracy": np.asarray(totals["correct"] / totals["count"])}
+
+
+def _py(x: Any) -> float | list[float]:
+    """A NumPy scalar as a float, an array as a list (for JSON)."""
+    return np.asarray(x, np.float64).tolist()
+
+
+def _check_stacked(tree: PyTree, num_seeds: int, what: str) -> None:
+    for path, leaf in jax.tree_util.tree_leaves_with_path(tree):
+        if jnp.ndim(leaf) == 0 or jnp.shape(leaf)[0] != num_seeds:
+            raise ValueError(
+                f"num_seeds={num_seeds} but {what} leaf {jax.tree_util.keystr(path)} has shape "
+                f"{jnp.shape(leaf)}: stacked {what} need a leading axis of size {num_seeds} "
+                "(e.g. jax.vmap(model.init)(keys, x))"
+            )
+
+
+def fit(
+    model: nn.Module,
+    variables: PyTree,
+    train: Split,
+    test: Split,
+    config: TrainConfig,
+    *,
+    mask: PyTree | None = None,
+    workdir: str | None = None,
+    extra_config: Mapping[str, Any] | None = None,
+    progress: bool = True,
+    callbacks: Sequence[EpochCallback] = (),
+    num_seeds: int | None = None,
+) -> FitResult:
+    """Train ``model`` from ``variables`` on ``train``, evaluating on ``test`` after each epoch.
+
+    With ``num_seeds=S`` it trains S networks at once in one vmapped step: ``variables`` (and
+    ``mask``) carry a leading axis of size S (e.g. from ``jax.vmap(model.init)``), network ``s``
+    gets the batch order and augmentation of a single run with seed ``config.seed + s``, and every
+    metric becomes a list of S values. Checkpointing and resume work the same way.
+
+    Args:
+      model: a Flax Linen module called as ``model.apply(variables, x, train=...)``.
+      variables: its initial variables (``params`` and e.g. ``batch_stats``).
+      train: training split (host arrays, raw pixels in [0, 1]; normalization and augmentation
+        follow ``config``).
+      test: evaluation split.
+      config: the recipe (optimizer, schedule, epochs, seed, ...).
+      mask: optional bool pytree mirroring ``variables["params"]``: pruned weights are zeroed and
+        stay exactly zero for the whole run.
+      workdir: directory for config, metrics, checkpoints and results; a directory that already
+        holds checkpoints of the same config is resumed from the newest one.
+      extra_config: more entries for ``config.json`` (e.g. how the mask was made).
+      progress: show a progress bar with running loss/accuracy and throughput.
+      callbacks: ``cb(epoch, state, row)`` after each epoch's checkpoint (epoch is 1-based).
+      num_seeds: train this many stacked networks together (see above); ``None`` for one.
+
+    Returns:
+      ``FitResult(state, history, results)``.
+    """
+    config.validate()
+    _check_split("train", train)
+    _check_split("test", test)
+    n_train = len(train.labels)
+    steps_per_epoch = n_train // config.batch_size
+    if steps_per_epoch == 0:
+        raise ValueError(
+            f"batch_size {config.batch_size} is larger than the training split ({n_train} "
+            "examples); lower --batch-size"
+        )
+    tx = make_optimizer(config, steps_per_epoch)
+    lr_at = make_schedule(config, steps_per_epoch)
+    params, model_state = split_variables(variables)
+    stacked = num_seeds is not None
+    if stacked:
+        if num_seeds < 1:
+            raise ValueError(f"num_seeds must be >= 1, got {num_seeds}")
+        _check_stacked(variables, num_seeds, "variables")
+        _check_stacked(mask, num_seeds, "mask")
+        state = jax.vmap(lambda p, s, m: create_state(p, s, tx, m))(params, model_state, mask)
+    else:
+        state = create_state(params, model_state, tx, mask)
+    # The step donates its state; copy once so the caller's variables and mask stay usable.
+    state = jax.tree.map(jnp.copy, state)
+
+    train_pre, eval_pre = _make_preprocess(config, train)
+    train_step = make_train_step(
+        model, tx, label_smoothing=config.label_smoothing, preprocess=train_pre
+    )
+
+    def step_on_indices(state, images, labels, idx, key):
+        return train_step(state, images[idx], labels[idx], key)
+
+    def epoch_plan(train_key, epoch):
+        """(batch indices (steps, B), step keys (steps,)) of one network for one epoch."""
+        ekey = jax.random.fold_in(train_key, epoch)
+        order = batching.epoch_batches(jax.random.fold_in(ekey, 0), n_train, config.batch_size)
+        return order, jax.random.split(jax.random.fold_in(ekey, 1), steps_per_epoch)
+
+    eval_step = make_eval_step(model, preprocess=eval_pre)
+    seeds = [config.seed + s for s in range(num_seeds or 1)]
+    train_keys = jnp.stack([jax.random.fold_in(jax.random.PRNGKey(s), 1) for s in seeds])
+    if stacked:  # one network per row; data and hyper-parameters shared
+        step_on_indices = jax.vmap(step_on_indices, in_axes=(0, None, None, 0, 0))
+        eval_step = jax.vmap(eval_step, in_axes=(0, 0, None, None, None))
+        epoch_plan = jax.vmap(epoch_plan, in_axes=(0, None))
+        take = lambda a, i: a[:, i]
+    else:
+        train_keys = train_keys[0]
+        take = lambda a, i: a[i]
+    jit_step = jax.jit(step_on_indices, donate_argnums=0)
+    jit_eval = jax.jit(eval_step)
+    jit_plan = jax.jit(epoch_plan)
+    x_train, y_train = jnp.asarray(train.images), jnp.asarray(train.labels)
+    test_dev = Split(jnp.asarray(test.images), jnp.asarray(test.labels))
+
+    wd = Workdir(workdir) if workdir is not None else None
+    history: list[dict[str, Any]] = []
+    start_epoch = 0
+    if wd is not None:
+        wd.write_or_check_config({**config.to_dict(), **(extra_config or {})})
+        latest = wd.latest_epoch()
+        if latest is not None:
+            state, history = wd.restore(latest, state)
+            wd.write_metrics(history)
+            start_epoch = latest
+
+    bar = tqdm(
+        total=config.epochs * steps_per_epoch, initial=start_epoch * steps_per_epoch,
+        disable=not progress, unit="step", dynamic_ncols=True, leave=False,
+    )
+    update_every = max(1, steps_per_epoch // 20)
+    try:
+        for epoch in range(start_epoch, config.epochs):
+            order, step_keys = jit_plan(train_keys, epoch)
+            bar.set_description(f"epoch {epoch + 1}/{config.epochs}")
+            sums = {"loss": 0.0, "correct": 0.0, "count": 0.0}
+            t0 = time.perf_counter()
+            for i in range(steps_per_epoch):
+                state, m = jit_step(state, x_train, y_train, take(order, i), take(step_keys, i))
+                sums = {k: sums[k] + m[k] for k in sums}
+                if (i + 1) % update_every == 0 or i + 1 == steps_per_epoch:
+                    s = {k: np.sum(v) for k, v in jax.device_get(sums).items()}
+                    elapsed = time.perf_counter() - t0
+                    bar.set_postfix(
+                        loss=f"{s['loss'] / s['count']:.4f}",
+                        acc=f"{s['correct'] / s['count']:.4f}",
+                        img_s=f"{s['count'] / elapsed:.0f}",
+                    )
+                    bar.update(i + 1 - (bar.n - (epoch * steps_per_epoch)))
+            jax.block_until_ready(state.params)
+            epoch_seconds = time.perf_counter() - t0
+            sums = {k: np.asarray(v) for k, v in jax.device_get(sums).items()}
+            ev = evaluate(jit_eval, state.params, state.model_state, test_dev,
+                          config.eval_batch_size)
+            row = {
+                "epoch": epoch + 1,
+                "step": int(np.max(state.step)),
+                "lr": float(lr_at(int(np.max(state.step)) - 1)),
+                "train_loss": _py(sums["loss"] / sums["count"]),
+                "train_accuracy": _py(sums["correct"] / sums["count"]),
+                "test_loss": _py(ev["loss"]),
+                "test_accuracy": _py(ev["accuracy"]),
+                "epoch_seconds": epoch_seconds,
+                "images_per_second": float(np.sum(sums["count"]) / epoch_seconds),
+            }
+            history.append(row)
+            if progress:
+                mean = lambda k, row=row: float(np.mean(row[k]))
+                tqdm.write(
+                    f"epoch {row['epoch']:>3}/{config.epochs}  train loss {mean('train_loss'):.4f} "
+                    f"acc {mean('train_accuracy'):.4f}  test loss {mean('test_loss'):.4f} "
+                    f"acc {mean('test_accuracy'):.4f}  {row['images_per_second']:.0f} img/s"
+                    + (f" (mean of {num_seeds} networks)" if stacked else "")
+                )
+            if wd is not None and (
+                (epoch + 1) % config.checkpoint_every == 0 or epoch + 1 == config.epochs
+            ):
+                wd.save(epoch + 1, state, history)
+                wd.write_metrics(history)
+            for cb in callbacks:
+                cb(epoch + 1, state, row)
+    finally:
+        bar.close()
+        if wd is not None:
+            wd.close()
+
+    final = evaluate(jit_eval, state.params, state.model_state, test_dev, config.eval_batch_size)
+    throughputs = [r["images_per_second"] for r in history[1:]] or [
+        r["images_per_second"] for r in history
+    ]
+    results = {
+        "epochs": config.epochs,
+        "num_seeds": num_seeds,
+        "steps": int(np.max(state.step)),
+        "test_loss": _py(final["loss"]),
+        "test_accuracy": _py(final["accuracy"]),
+        "best_test_accuracy": (
+            _py(np.max([r["test_accuracy"] for r in history], axis=0)) if history else None
+        ),
+        "train_seconds": float(sum(r["epoch_seconds"] for r in history)),
+        "images_per_second": float(statistics.median(throughputs)) if throughputs else None,
+        "backend": jax.default_backend(),
+    }
+    if wd is not None:
+        wd.write_results(results)
+    return FitResult(state, history, results)
+
+
+def init_model(
+    model: nn.Module, key: jax.Array, example: np.ndarray, *, model_name: str = "model"
+) -> PyTree:
+    """``model.init`` on one example, with a clear error when the input shape does not fit."""
+    try:
+        return model.init(key, jnp.asarray(example[:1]), train=False)
+    except Exception as e:  # noqa: BLE001 - re-raised with context
+        raise ValueError(
+            f"{model_name} cannot take inputs of shape {tuple(example.shape[1:])}: "
+            f"{type(e).__name__}: {e}"
+        ) from e
+
+
+def train_and_evaluate(
+    config: TrainConfig,
+    workdir: str | None = None,
+    *,
+    mask: PyTree | None = None,
+    progress: bool = True,
+    callbacks: Sequence[EpochCallback] = (),
+) -> FitResult:
+    """Build ``config.model`` and ``config.dataset`` by name, initialise from ``config.seed``, fit.
+
+    Example:
+      >>> from jaxprune.train import preset, train_and_evaluate
+      >>> cfg = preset("mnist_lenet", model="lenet_300_100", epochs=1, data_dir="data")
+      >>> train_and_evaluate(cfg, "workdirs/lenet").results["test_accuracy"]  # doctest: +SKIP
+    """
+    from jaxprune import data, models  # local: train is usable without the zoo in custom setups
+
+    config.validate()
+    train = Split(*data.load(config.dataset, "train", config.data_dir))
+    test = Split(*data.load(config.dataset, "test", config.data_dir))
+    model = models.get(
+        config.model, num_classes=data.info(config.dataset).num_classes, **config.model_options
+    )
+    init_key = jax.random.fold_in(jax.random.PRNGKey(config.seed), 0)
+    variables = init_model(model, init_key, train.images, model_name=config.model)
+    return fit(model, variables, train, test, config, mask=mask, workdir=workdir,
+               progress=progress, callbacks=callbacks)

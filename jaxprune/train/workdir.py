@@ -1,0 +1,129 @@
+"""A run's working directory: config, JSON-lines metrics, orbax checkpoints, final results.
+
+Layout::
+
+  <workdir>/config.json       the full run configuration (written once, checked on resume)
+  <workdir>/metrics.jsonl     one JSON object per epoch
+  <workdir>/checkpoints/<N>/  orbax checkpoint after epoch N (state + metric history)
+  <workdir>/results.json      final summary, written when the run completes
+
+Every JSON file is written atomically (temporary file + ``os.replace``), and the metric history is
+stored inside each checkpoint, so a run killed at any moment resumes from its last checkpoint with
+a metrics file that matches it exactly.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import jax
+import orbax.checkpoint as ocp
+
+PyTree = Any
+
+
+def write_json_atomic(path: str | os.PathLike, obj: Any) -> None:
+    """Write ``obj`` as JSON to ``path`` so that readers see the old or the new file, never half."""
+    write_text_atomic(path, json.dumps(obj, indent=2, sort_keys=True) + "\n")
+
+
+def write_text_atomic(path: str | os.PathLike, text: str) -> None:
+    """Write ``text`` to ``path`` atomically (same-directory temp file, fsync, ``os.replace``)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+class Workdir:
+    """Files of one run. Creating it creates the directory; nothing else happens until asked."""
+
+    def __init__(self, path: str | os.PathLike, *, max_to_keep: int = 2):
+        self.path = Path(path)
+        self.path.mkdir(parents=True, exist_ok=True)
+        self.config_path = self.path / "config.json"
+        self.metrics_path = self.path / "metrics.jsonl"
+        self.results_path = self.path / "results.json"
+        self._manager = ocp.CheckpointManager(
+            (self.path / "checkpoints").absolute(),
+            options=ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True),
+        )
+
+    # -- config --------------------------------------------------------------------------------
+    def write_or_check_config(self, config: Mapping[str, Any]) -> None:
+        """Write ``config``; if the workdir already holds one, require it to be identical.
+
+        Raises:
+          ValueError: naming the fields that differ, when resuming with another configuration.
+        """
+        config = json.loads(json.dumps(dict(config)))  # normalise tuples etc. as JSON would
+        if self.config_path.exists():
+            old = json.loads(self.config_path.read_text())
+            diff = sorted(k for k in set(old) | set(config) if old.get(k) != config.get(k))
+            if diff:
+                details = ", ".join(f"{k}: {old.get(k)!r} -> {config.get(k)!r}" for k in diff)
+                raise ValueError(
+                    f"workdir {self.path} holds a run with a different config ({details}). "
+                    "Resume with the same settings, or use a new --workdir."
+                )
+            return
+        write_json_atomic(self.config_path, config)
+
+    # -- metrics -------------------------------------------------------------------------------
+    def read_metrics(self) -> list[dict[str, Any]]:
+        if not self.metrics_path.exists():
+            return []
+        return [json.loads(line) for line in self.metrics_path.read_text().splitlines() if line]
+
+    def write_metrics(self, history: list[Mapping[str, Any]]) -> None:
+        """Replace the metrics file with ``history`` (atomically)."""
+        write_text_atomic(
+            self.metrics_path, "".join(json.dumps(dict(r), sort_keys=True) + "\n" for r in history)
+        )
+
+    # -- checkpoints ---------------------------------------------------------------------------
+    def latest_epoch(self) -> int | None:
+        """The epoch of the newest complete checkpoint, or ``None``."""
+        return self._manager.latest_step()
+
+    def save(self, epoch: int, state: PyTree, history: list[Mapping[str, Any]]) -> None:
+        """Checkpoint ``state`` and the metric ``history`` after ``epoch`` (blocking)."""
+        self._manager.save(
+            epoch,
+            args=ocp.args.Composite(
+                state=ocp.args.StandardSave(state),
+                history=ocp.args.JsonSave({"history": [dict(r) for r in history]}),
+            ),
+        )
+        self._manager.wait_until_finished()
+
+    def restore(self, epoch: int, like: PyTree) -> tuple[PyTree, list[dict[str, Any]]]:
+        """Restore the state saved after ``epoch`` into the structure of ``like``."""
+        abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, like)
+        out = self._manager.restore(
+            epoch,
+            args=ocp.args.Composite(
+                state=ocp.args.StandardRestore(abstract), history=ocp.args.JsonRestore()
+            ),
+        )
+        return out["state"], list(out["history"]["history"])
+
+    def write_results(self, results: Mapping[str, Any]) -> None:
+        write_json_atomic(self.results_path, dict(results))
+
+    def close(self) -> None:
+        self._manager.wait_until_finished()
+        self._manager.close()
