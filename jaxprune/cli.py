@@ -117,28 +117,147 @@ def cmd_datasets(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_demo(args: argparse.Namespace) -> int:
+def _load_splits(dataset: str, data_dir: str | None):
+    from jaxprune import data
+    from jaxprune.train import Split
+
+    return (Split(*data.load(dataset, "train", data_dir)),
+            Split(*data.load(dataset, "test", data_dir)))
+
+
+def _sparsity_from_args(args: argparse.Namespace) -> float:
+    from jaxprune.studies.pai import compression_to_sparsity
+
+    if (args.sparsity is None) == (args.compression is None):
+        raise ValueError("give exactly one of --sparsity (fraction removed) or --compression "
+                         "(1/density)")
+    if args.compression is not None:
+        return compression_to_sparsity(args.compression)
+    if not 0 <= args.sparsity <= 1:
+        raise ValueError(f"--sparsity is the fraction of weights removed, in [0, 1]; got "
+                         f"{args.sparsity}")
+    return args.sparsity
+
+
+def cmd_prune(args: argparse.Namespace) -> int:
+    import jax
+    import numpy as np
+
+    from jaxprune import data, masks, models
     from jaxprune.report import format_table
-    from jaxprune.train import TrainConfig, train_and_evaluate
+    from jaxprune.studies import pai
+    from jaxprune.train import fit, write_json_atomic
 
-    rows = []
-    for seed in range(args.seeds):
-        config = TrainConfig(
-            model="cnn1d_mnist1d", dataset="mnist1d", epochs=args.epochs, batch_size=100,
-            optimizer="adam", learning_rate=3e-3, schedule="cosine", weight_decay=0.0,
-            seed=seed,
-        )
-        workdir = str(Path(args.workdir) / f"seed{seed}") if args.workdir else None
-        res = train_and_evaluate(config, workdir, progress=not args.no_progress).results
-        rows.append({"seed": seed, "test_accuracy": res["test_accuracy"],
-                     "test_loss": res["test_loss"], "train_seconds": res["train_seconds"]})
-    print("\nMNIST-1D, 1-D CNN (5,210 parameters), Adam, dense training:")
-    print(format_table(rows))
-    if args.workdir:
-        from jaxprune.train import write_json_atomic
-
-        write_json_atomic(Path(args.workdir) / "demo.json", rows)
+    sparsity = _sparsity_from_args(args)
+    pai.check_method(args.criterion)
+    config = _config_from_args(args)
+    config.validate()
+    train, test = _load_splits(config.dataset, config.data_dir)
+    model = models.get(config.model, num_classes=data.info(config.dataset).num_classes,
+                       **config.model_options)
+    input_shape = train.images.shape[1:]
+    seeds = list(range(config.seed, config.seed + args.seeds))
+    variables = pai.init_seeds(model, input_shape, seeds)
+    keep_dense = ()
+    if args.keep_first_last:
+        keep_dense = pai.first_and_last_layers(
+            model, jax.tree.map(lambda a: a[0], variables), input_shape)
+    batches = pai.score_batches(train, seeds, args.per_class, normalize=config.normalize)
+    stacked = pai.prune_seeds(model, variables, batches, seeds, args.criterion, sparsity,
+                              allocation=args.allocation, keep_dense=keep_dense,
+                              rounds=args.rounds)
+    reports = pai.mask_reports(model, variables, stacked, input_shape, keep_dense=keep_dense)
+    print(masks.format_report(reports[0]))
+    wd = Path(args.workdir)
+    wd.mkdir(parents=True, exist_ok=True)
+    flat = {"/".join(map(str, masks.path_tuple(kp))): np.asarray(leaf)  # (seeds, ...) each
+            for kp, leaf in jax.tree_util.tree_leaves_with_path(stacked)}
+    tmp = wd / "masks.tmp.npz"
+    np.savez_compressed(tmp, **flat)
+    tmp.replace(wd / "masks.npz")
+    summary = {
+        "model": config.model, "dataset": config.dataset, "criterion": args.criterion,
+        "sparsity": sparsity, "allocation": args.allocation, "seeds": seeds,
+        "keep_dense": ["/".join(p) for p in keep_dense],
+        "per_seed": [{"seed": s, "sparsity": r.sparsity, "remaining_params": r.remaining_params,
+                      "remaining_macs": r.remaining_macs, "macs": r.macs,
+                      "collapsed_layers": ["/".join(p) for p in r.collapsed],
+                      "layer_density": {"/".join(row.path): row.density for row in r.rows}}
+                     for s, r in zip(seeds, reports, strict=True)],
+    }
+    if config.epochs > 0:
+        res = fit(model, variables, train, test, config, mask=stacked, seeds=seeds,
+                  workdir=str(wd / "train"), progress=not args.no_progress).results
+        for row, acc in zip(summary["per_seed"], res["test_accuracy"], strict=True):
+            row["test_accuracy"] = acc
+    write_json_atomic(wd / "summary.json", summary)
+    print(format_table([{k: r.get(k) for k in ("seed", "sparsity", "remaining_params",
+                                               "remaining_macs", "test_accuracy")}
+                        | {"collapsed": len(r["collapsed_layers"])}
+                        for r in summary["per_seed"]]))
+    print(f"wrote {wd / 'masks.npz'} and {wd / 'summary.json'}")
     return 0
+
+
+def run_sweep(args: argparse.Namespace, config, *, title: str) -> int:
+    """Shared by ``demo`` and ``sweep``: prune, train, print, write CSV + PNG."""
+    from jaxprune import data, models
+    from jaxprune.report import format_table, plot_accuracy_vs_compression, to_csv
+    from jaxprune.studies import pai
+    from jaxprune.train import write_text_atomic
+
+    train, test = _load_splits(config.dataset, config.data_dir)
+    model = models.get(config.model, num_classes=data.info(config.dataset).num_classes,
+                       **config.model_options)
+    sparsities = [pai.compression_to_sparsity(10 ** e) for e in args.log10_compressions]
+    rows = pai.sweep(model, train, test, config, methods=args.methods, sparsities=sparsities,
+                     seeds=range(args.seeds), per_class=args.per_class,
+                     progress=not args.no_progress)
+    table = pai.aggregate(rows)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(out / "networks.csv", to_csv(rows))
+    write_text_atomic(out / "summary.csv", to_csv(table))
+    plot_accuracy_vs_compression(table, str(out / "accuracy_vs_compression.png"), title=title)
+    print(f"\n{title}: test accuracy, mean +/- std over {args.seeds} seeds")
+    print(format_table([{"method": r["method"], "compression": f"{r['compression']:.3g}x",
+                         "accuracy": f"{100 * r['acc_mean']:.2f} +/- {100 * r['acc_std']:.2f}",
+                         "collapsed runs": r["collapsed_runs"]} for r in table]))
+    print(f"\nwrote {out / 'networks.csv'}, {out / 'summary.csv'}, "
+          f"{out / 'accuracy_vs_compression.png'}")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from jaxprune.train import TrainConfig
+
+    config = TrainConfig(
+        model="mlp_6x100", dataset="mnist1d", epochs=args.epochs, batch_size=100,
+        optimizer="adam", learning_rate=2e-3, schedule="cosine", weight_decay=0.0,
+    )
+    return run_sweep(args, config, title="MNIST-1D, SynFlow's 6x100 MLP, pruned at init")
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    config = _config_from_args(args)
+    config.validate()
+    return run_sweep(args, config, title=f"{config.dataset}, {config.model}, pruned at init")
+
+
+def _add_sweep_flags(p: argparse.ArgumentParser, *, epochs: int | None, out: str) -> None:
+    from jaxprune.studies.pai import METHODS
+
+    p.add_argument("--methods", nargs="+", default=["random", "magnitude", "snip", "grasp",
+                                                    "synflow"], choices=METHODS)
+    p.add_argument("--log10-compressions", nargs="+", type=float,
+                   default=[0.5, 1.0, 1.5, 2.0, 2.5],
+                   help="compressions as powers of ten (1.0 = 10x = 90%% sparsity)")
+    p.add_argument("--seeds", type=int, default=3, help="random inits per point")
+    p.add_argument("--per-class", type=int, default=10, help="scoring examples per class")
+    p.add_argument("--out", default=out, help="folder for networks.csv, summary.csv and the plot")
+    p.add_argument("--no-progress", action="store_true")
+    if epochs is not None:
+        p.add_argument("--epochs", type=int, default=epochs)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -146,6 +265,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog="jaxprune",
         description="Neural-network pruning research in JAX/Flax.",
         epilog="Examples:\n  jaxprune demo\n  jaxprune models\n"
+               "  jaxprune prune --model lenet_300_100 --dataset mnist --criterion synflow "
+               "--compression 100 --seeds 3 --workdir runs/synflow\n"
                "  jaxprune train --preset mnist_lenet --model lenet_300_100 --data-dir DATA "
                "--workdir runs/lenet",
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -167,11 +288,32 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("datasets", help="list the datasets and where they come from")
     p.set_defaults(func=cmd_datasets)
 
-    p = sub.add_parser("demo", help="the offline demo on MNIST-1D (no files, no network)")
-    p.add_argument("--seeds", type=int, default=3)
-    p.add_argument("--epochs", type=int, default=20)
-    p.add_argument("--workdir", default=None, help="keep each seed's run here")
+    p = sub.add_parser("prune", help="prune random inits at initialization, save masks "
+                       "(and train them with --epochs)")
+    _add_train_flags(p)
+    p.add_argument("--criterion", required=True, help="random | magnitude | snip | grasp | "
+                   "synflow | iterative_snip")
+    p.add_argument("--sparsity", type=float, help="fraction of prunable weights removed")
+    p.add_argument("--compression", type=float, help="or 1/density, e.g. 100")
+    p.add_argument("--seeds", type=int, default=1, help="random inits (seeds --seed, ...)")
+    p.add_argument("--allocation", default="global", help="global | uniform | erk")
+    p.add_argument("--rounds", type=int, default=None,
+                   help="pruning rounds (default: 100 for synflow/iterative_snip, else 1)")
+    p.add_argument("--per-class", type=int, default=10, help="scoring examples per class")
+    p.add_argument("--keep-first-last", action="store_true",
+                   help="never prune the first and last layer")
+    p.add_argument("--workdir", required=True, help="writes masks.npz and summary.json here")
     p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=cmd_prune, epochs=0)
+
+    p = sub.add_parser("sweep", help="methods x compressions x seeds, all trained together; "
+                       "table, CSV and plot")
+    _add_train_flags(p)
+    _add_sweep_flags(p, epochs=None, out="sweep")
+    p.set_defaults(func=cmd_sweep)
+
+    p = sub.add_parser("demo", help="the offline pruning demo on MNIST-1D (no files, no network)")
+    _add_sweep_flags(p, epochs=30, out="demo")
     p.set_defaults(func=cmd_demo)
     return parser
 

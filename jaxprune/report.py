@@ -10,8 +10,11 @@ from typing import Any
 
 def _fmt(v: Any) -> str:
     if isinstance(v, float):
-        return f"{v:.4g}" if abs(v) >= 1e4 or (v != 0 and abs(v) < 1e-3) else f"{v:.4f}".rstrip(
-            "0").rstrip(".")
+        if abs(v) >= 1e3 and v == v and abs(v) != float("inf"):
+            return f"{v:,.0f}"
+        if v != 0 and abs(v) < 1e-3:
+            return f"{v:.3g}"
+        return f"{v:.4f}".rstrip("0").rstrip(".")
     if isinstance(v, int) and not isinstance(v, bool):
         return f"{v:,}"
     return "" if v is None else str(v)
@@ -55,3 +58,48 @@ def to_csv(rows: Sequence[Mapping[str, Any]], columns: Sequence[str] | None = No
     writer.writeheader()
     writer.writerows(rows)
     return buf.getvalue()
+
+
+def plot_accuracy_vs_compression(
+    table: Sequence[Mapping[str, Any]], path: str, *, title: str = ""
+) -> None:
+    """Accuracy vs compression (log x), one line per method with a +/- 1 std band; writes a PNG.
+
+    Args:
+      table: rows with ``method``, ``compression``, ``acc_mean``, ``acc_std`` (as from
+        ``jaxprune.studies.pai.aggregate``). A ``dense`` method is drawn as a horizontal line.
+      path: output file (PNG).
+      title: figure title.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    methods = list(dict.fromkeys(r["method"] for r in table))
+    for method in methods:
+        rs = sorted((r for r in table if r["method"] == method), key=lambda r: r["compression"])
+        mean = [100 * r["acc_mean"] for r in rs]
+        std = [100 * r["acc_std"] for r in rs]
+        if method == "dense":
+            ax.axhline(mean[0], color="black", ls="--", lw=1, label=f"dense ({mean[0]:.1f}%)")
+            continue
+        x = [r["compression"] for r in rs]
+        (line,) = ax.plot(x, mean, marker="o", ms=3, label=method)
+        ax.fill_between(x, [m - d for m, d in zip(mean, std, strict=True)],
+                        [m + d for m, d in zip(mean, std, strict=True)],
+                        color=line.get_color(), alpha=0.2)
+    ax.set_xscale("log")
+    xs = sorted({r["compression"] for r in table if r["method"] != "dense"})
+    if len(xs) == 1:  # a single point: give the log axis some room
+        ax.set_xlim(xs[0] / 2, xs[0] * 2)
+    ax.set_xlabel("compression (1 / density)")
+    ax.set_ylabel("test accuracy (%)")
+    if title:
+        ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)

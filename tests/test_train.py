@@ -247,7 +247,7 @@ def test_fit_rejects_bad_input():
 # -- several networks in one vmapped run ----------------------------------------------------------
 
 def test_stacked_fit_reproduces_single_runs(tmp_path):
-    """Network s of a num_seeds run equals a single run with seed config.seed + s."""
+    """Network i of a stacked run equals a single run with seed seeds[i]."""
     model = TinyMLP()
     train, test = _data(seed=0), _data(n=40, seed=1)
     cfg = TrainConfig(epochs=2, batch_size=16, optimizer="sgd", learning_rate=0.05, momentum=0.9,
@@ -255,7 +255,7 @@ def test_stacked_fit_reproduces_single_runs(tmp_path):
     keys = jnp.stack([jax.random.PRNGKey(k) for k in (10, 11, 12)])
     stacked_vars = jax.vmap(lambda k: model.init(k, train.images[:1]))(keys)
     stacked_mask = jax.vmap(_half_mask)(stacked_vars["params"])
-    many = fit(model, stacked_vars, train, test, cfg, mask=stacked_mask, num_seeds=3,
+    many = fit(model, stacked_vars, train, test, cfg, mask=stacked_mask, seeds=[3, 4, 5],
                workdir=str(tmp_path), progress=False)
     assert len(many.results["test_accuracy"]) == 3
     for s in range(3):
@@ -275,5 +275,5 @@ def test_stacked_fit_checks_the_leading_axis():
     train = _data()
     variables = model.init(jax.random.PRNGKey(0), train.images[:1])
     with pytest.raises(ValueError, match="need a leading axis of size 4"):
-        fit(model, variables, train, train, TrainConfig(batch_size=16), num_seeds=4,
+        fit(model, variables, train, train, TrainConfig(batch_size=16), seeds=range(4),
             progress=False)

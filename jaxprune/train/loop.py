@@ -12,6 +12,7 @@ the final parameters are bitwise equal.
 from __future__ import annotations
 
 import statistics
+import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, NamedTuple
@@ -110,8 +111,8 @@ def _check_stacked(tree: PyTree, num_seeds: int, what: str) -> None:
     for path, leaf in jax.tree_util.tree_leaves_with_path(tree):
         if jnp.ndim(leaf) == 0 or jnp.shape(leaf)[0] != num_seeds:
             raise ValueError(
-                f"num_seeds={num_seeds} but {what} leaf {jax.tree_util.keystr(path)} has shape "
-                f"{jnp.shape(leaf)}: stacked {what} need a leading axis of size {num_seeds} "
+                f"{num_seeds} stacked networks but {what} leaf {jax.tree_util.keystr(path)} has "
+                f"shape {jnp.shape(leaf)}: stacked {what} need a leading axis of size {num_seeds} "
                 "(e.g. jax.vmap(model.init)(keys, x))"
             )
 
@@ -128,14 +129,15 @@ def fit(
     extra_config: Mapping[str, Any] | None = None,
     progress: bool = True,
     callbacks: Sequence[EpochCallback] = (),
-    num_seeds: int | None = None,
+    seeds: Sequence[int] | None = None,
 ) -> FitResult:
     """Train ``model`` from ``variables`` on ``train``, evaluating on ``test`` after each epoch.
 
-    With ``num_seeds=S`` it trains S networks at once in one vmapped step: ``variables`` (and
-    ``mask``) carry a leading axis of size S (e.g. from ``jax.vmap(model.init)``), network ``s``
-    gets the batch order and augmentation of a single run with seed ``config.seed + s``, and every
-    metric becomes a list of S values. Checkpointing and resume work the same way.
+    With ``seeds=[s_0, ..., s_{S-1}]`` it trains S networks at once in one vmapped step:
+    ``variables`` (and ``mask``) carry a leading axis of size S (e.g. from
+    ``jax.vmap(model.init)``), network ``i`` gets the batch order and augmentation of a single run
+    with ``config.seed = seeds[i]`` (seeds may repeat, e.g. one per criterion), and every metric
+    becomes a list of S values. Checkpointing and resume work the same way.
 
     Args:
       model: a Flax Linen module called as ``model.apply(variables, x, train=...)``.
@@ -151,7 +153,8 @@ def fit(
       extra_config: more entries for ``config.json`` (e.g. how the mask was made).
       progress: show a progress bar with running loss/accuracy and throughput.
       callbacks: ``cb(epoch, state, row)`` after each epoch's checkpoint (epoch is 1-based).
-      num_seeds: train this many stacked networks together (see above); ``None`` for one.
+      seeds: data seeds of stacked networks trained together (see above); ``None`` for one
+        network with ``config.seed``.
 
     Returns:
       ``FitResult(state, history, results)``.
@@ -169,10 +172,12 @@ def fit(
     tx = make_optimizer(config, steps_per_epoch)
     lr_at = make_schedule(config, steps_per_epoch)
     params, model_state = split_variables(variables)
-    stacked = num_seeds is not None
+    stacked = seeds is not None
     if stacked:
+        seeds = [int(s) for s in seeds]
+        num_seeds = len(seeds)
         if num_seeds < 1:
-            raise ValueError(f"num_seeds must be >= 1, got {num_seeds}")
+            raise ValueError("seeds is empty: give one data seed per stacked network")
         _check_stacked(variables, num_seeds, "variables")
         _check_stacked(mask, num_seeds, "mask")
         state = jax.vmap(lambda p, s, m: create_state(p, s, tx, m))(params, model_state, mask)
@@ -196,8 +201,9 @@ def fit(
         return order, jax.random.split(jax.random.fold_in(ekey, 1), steps_per_epoch)
 
     eval_step = make_eval_step(model, preprocess=eval_pre)
-    seeds = [config.seed + s for s in range(num_seeds or 1)]
-    train_keys = jnp.stack([jax.random.fold_in(jax.random.PRNGKey(s), 1) for s in seeds])
+    train_keys = jnp.stack(
+        [jax.random.fold_in(jax.random.PRNGKey(s), 1) for s in (seeds or [config.seed])]
+    )
     if stacked:  # one network per row; data and hyper-parameters shared
         step_on_indices = jax.vmap(step_on_indices, in_axes=(0, None, None, 0, 0))
         eval_step = jax.vmap(eval_step, in_axes=(0, 0, None, None, None))
@@ -226,6 +232,7 @@ def fit(
     bar = tqdm(
         total=config.epochs * steps_per_epoch, initial=start_epoch * steps_per_epoch,
         disable=not progress, unit="step", dynamic_ncols=True, leave=False,
+        mininterval=0.1 if sys.stderr.isatty() else 30.0,  # logs get a line every 30 s
     )
     update_every = max(1, steps_per_epoch // 20)
     try:
@@ -289,7 +296,7 @@ def fit(
     ]
     results = {
         "epochs": config.epochs,
-        "num_seeds": num_seeds,
+        "seeds": seeds,
         "steps": int(np.max(state.step)),
         "test_loss": _py(final["loss"]),
         "test_accuracy": _py(final["accuracy"]),
