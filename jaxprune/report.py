@@ -90,10 +90,10 @@ def plot_accuracy_vs_compression(
         ax.fill_between(x, [m - d for m, d in zip(mean, std, strict=True)],
                         [m + d for m, d in zip(mean, std, strict=True)],
                         color=line.get_color(), alpha=0.2)
-    ax.set_xscale("log")
     xs = sorted({r["compression"] for r in table if r["method"] != "dense"})
     if len(xs) == 1:  # a single point: give the log axis some room
         ax.set_xlim(xs[0] / 2, xs[0] * 2)
+    ax.set_xscale("log")
     ax.set_xlabel("compression (1 / density)")
     ax.set_ylabel("test accuracy (%)")
     if title:
