@@ -11,8 +11,10 @@ Modules (import them explicitly, e.g. ``from jaxprune import criteria, masks``):
   allocation  per-layer budgets: uniform, ERK, user maps.
   schedules   iterative pruning (exponential/linear), re-scoring the masked network.
   sanity      Frankle et al. 2021 sanity checks: shuffled masks, re-initialization, inversion.
+  seeds       run a pure function over N PRNG keys (vmap / lax.map / loop / sharded), = a loop.
   train       masked training with optax, evaluation, workdirs with checkpoints and resume.
-  report      text tables and CSV.
+  report      text tables, CSV and plots.
+  studies     the papers' procedures (pai: pruning at initialization).
 """
 
 __version__ = "0.1.0"

@@ -28,6 +28,7 @@ from tqdm.auto import tqdm
 
 from jaxprune import allocation as _allocation
 from jaxprune import criteria, flops, masks, schedules
+from jaxprune import seeds as _seeds
 from jaxprune.data import batching, preprocess
 from jaxprune.train import Split, TrainConfig, cross_entropy, fit, split_variables
 
@@ -160,7 +161,7 @@ def init_seeds(model: nn.Module, input_shape: Sequence[int], seeds: Sequence[int
     """
     keys = jnp.stack([jax.random.fold_in(jax.random.PRNGKey(int(s)), 0) for s in seeds])
     example = jnp.zeros((1, *input_shape), jnp.float32)
-    return jax.vmap(lambda k: model.init(k, example, train=False))(keys)
+    return _seeds.init_seeds(lambda k, x: model.init(k, x, train=False), keys, example)
 
 
 def prune_seeds(
@@ -170,9 +171,15 @@ def prune_seeds(
     seeds: Sequence[int],
     method: str,
     sparsity: float,
+    *,
+    strategy: str = "auto",
     **prune_kwargs: Any,
 ) -> PyTree:
     """Prune every network of a stack in one compiled call: masks ``(S, ...)``.
+
+    The multi-seed engine (:mod:`jaxprune.seeds`) picks how: on CPU ``vmap`` would turn per-seed
+    conv weights into slow grouped convolutions, so ``strategy="auto"`` loops or ``lax.map``-s
+    there; on accelerators it vmaps. Masks are identical to a per-seed loop.
 
     Args:
       model: the Flax module.
@@ -180,12 +187,13 @@ def prune_seeds(
       batches: stacked scoring batches ``(S, B, ...)``, ``(S, B)`` (:func:`score_batches`).
       seeds: the S seeds; ``random`` draws with ``fold_in(PRNGKey(s), 3)``.
       method, sparsity, **prune_kwargs: as for :func:`prune` (``input_shape`` is inferred).
+      strategy: a :data:`jaxprune.seeds.STRATEGIES` name.
     """
     input_shape = tuple(batches[0].shape[2:])
     keys = jnp.stack([jax.random.fold_in(jax.random.PRNGKey(int(s)), 3) for s in seeds])
     fn = lambda v, b, k: prune(model, v, method, sparsity, input_shape=input_shape, batch=b,
                                key=k, **prune_kwargs)
-    return jax.vmap(fn)(variables, batches, keys)
+    return _seeds.map_stacked(fn, variables, batches, keys, strategy=strategy)
 
 
 def mask_reports(
