@@ -46,6 +46,8 @@ def test_models_listing_with_counts(capsys):
         (["train", "--model", "lenet_300_100", "--dataset", "digits", "--epochs", "-1"],
          "epochs must be >= 0"),
         (["train", "--preset", "nope"], "unknown preset 'nope'"),
+        (["train", "--model", "lenet5", "--dataset", "mnist1d"],
+         "lenet5 cannot take inputs of shape (40, 1) (it is built for inputs like (28, 28, 1))"),
     ],
 )
 def test_train_bad_input_is_a_clear_error(capsys, argv, message):

@@ -313,14 +313,29 @@ def fit(
 
 
 def init_model(
-    model: nn.Module, key: jax.Array, example: np.ndarray, *, model_name: str = "model"
+    model: nn.Module,
+    key: jax.Array,
+    example: np.ndarray,
+    *,
+    model_name: str = "model",
+    expected_shape: Sequence[int] | None = None,
 ) -> PyTree:
-    """``model.init`` on one example, with a clear error when the input shape does not fit."""
+    """``model.init`` on one example, with a clear error when the input shape does not fit.
+
+    Args:
+      model: the Flax module.
+      key: PRNG key.
+      example: a batch of inputs (only the first example is used).
+      model_name: name used in the error message.
+      expected_shape: per-example shape the model is built for, named in the error message.
+    """
     try:
         return model.init(key, jnp.asarray(example[:1]), train=False)
     except Exception as e:  # noqa: BLE001 - re-raised with context
+        hint = f" (it is built for inputs like {tuple(expected_shape)})" if expected_shape else ""
         raise ValueError(
-            f"{model_name} cannot take inputs of shape {tuple(example.shape[1:])}: "
+            f"{model_name} cannot take inputs of shape {tuple(example.shape[1:])}{hint}; pick a "
+            f"model for this dataset (`jaxprune models`). Underlying error: "
             f"{type(e).__name__}: {e}"
         ) from e
 
@@ -349,6 +364,7 @@ def train_and_evaluate(
         config.model, num_classes=data.info(config.dataset).num_classes, **config.model_options
     )
     init_key = jax.random.fold_in(jax.random.PRNGKey(config.seed), 0)
-    variables = init_model(model, init_key, train.images, model_name=config.model)
+    variables = init_model(model, init_key, train.images, model_name=config.model,
+                           expected_shape=models.default_input_shape(config.model))
     return fit(model, variables, train, test, config, mask=mask, workdir=workdir,
                progress=progress, callbacks=callbacks)
