@@ -11,6 +11,7 @@ Modules (import them explicitly, e.g. ``from jaxprune import criteria, masks``):
   allocation  per-layer budgets: uniform, ERK, user maps.
   schedules   iterative pruning (exponential/linear), re-scoring the masked network.
   sanity      Frankle et al. 2021 sanity checks: shuffled masks, re-initialization, inversion.
+  structured  channel pruning with real surgery: groups, criteria, policies, reduced networks.
   seeds       run a pure function over N PRNG keys (vmap / lax.map / loop / sharded), = a loop.
   train       masked training with optax, evaluation, workdirs with checkpoints and resume.
   report      text tables, CSV and plots.
