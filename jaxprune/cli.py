@@ -6,6 +6,7 @@ Run ``jaxprune --help`` or ``jaxprune <command> --help``.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -139,7 +140,108 @@ def _sparsity_from_args(args: argparse.Namespace) -> float:
     return args.sparsity
 
 
+STRUCTURED_POLICIES = ("ratio", "global", "macs", "li-vgg16-a", "li-resnet56-a",
+                       "li-resnet56-b")
+
+
+def _structured_keep(args, structure, scores, input_shape):
+    """Keep-sets from the chosen ``--policy``."""
+    from jaxprune import structured as st
+
+    if args.policy in ("ratio", "global", "macs") and args.ratio is None:
+        raise ValueError(f"--policy {args.policy} needs --ratio (fraction of channels, or of "
+                         "MACs for 'macs', to remove)")
+    if args.policy == "ratio":
+        return st.prune_by_ratio(structure, scores, args.ratio)
+    if args.policy == "global":
+        return st.prune_by_global_threshold(structure, scores, ratio=args.ratio)
+    if args.policy == "macs":
+        dense = st.count_pruned(structure, input_shape=input_shape).macs
+        return st.prune_to_budget(structure, scores, macs=int((1 - args.ratio) * dense),
+                                  input_shape=input_shape).keep
+    if args.policy == "li-vgg16-a":
+        if structure.name != "vgg16":
+            raise ValueError("--policy li-vgg16-a needs --model vgg16")
+        widths = {f"conv{i + 1}": w for i, w in enumerate(st.LI_VGG16_A_WIDTHS)}
+        return st.prune_to_widths(structure, scores, widths)
+    variant = args.policy[-1].upper()
+    if not structure.name.startswith("resnet"):
+        raise ValueError(f"--policy {args.policy} needs a CIFAR ResNet (e.g. --model resnet56)")
+    return st.prune_by_ratio(structure, scores,
+                             st.li_resnet_ratios(structure, **st.LI_RESNET56[variant]))
+
+
+def cmd_prune_structured(args: argparse.Namespace) -> int:
+    """``prune --structured``: channel scores, a policy, surgery; optionally fine-tune/scratch."""
+    import jax
+    import orbax.checkpoint as ocp
+
+    from jaxprune import data
+    from jaxprune import structured as st
+    from jaxprune.report import format_table
+    from jaxprune.studies import pai
+    from jaxprune.train import fit, init_model, restore_variables, write_json_atomic
+
+    config = _config_from_args(args)
+    config.validate()
+    if args.policy is None:
+        raise ValueError(f"--structured needs --policy, one of {list(STRUCTURED_POLICIES)}")
+    train, test = _load_splits(config.dataset, config.data_dir)
+    num_classes = data.info(config.dataset).num_classes
+    input_shape = tuple(train.images.shape[1:])
+    structure = st.channel_groups(config.model, residual=args.residual, num_classes=num_classes,
+                                  **config.model_options)
+    if args.from_workdir:
+        variables = restore_variables(args.from_workdir)
+    else:
+        key = jax.random.fold_in(jax.random.PRNGKey(config.seed), 0)
+        variables = init_model(structure.model, key, train.images, model_name=config.model)
+    xs, ys = pai.score_batches(train, [config.seed], args.per_class, normalize=config.normalize)
+    score_fn = st.criteria.get(args.criterion, structure=structure)
+    scores = score_fn(variables, batch=(xs[0], ys[0]),
+                      key=jax.random.fold_in(jax.random.PRNGKey(config.seed), 3))
+    keep = _structured_keep(args, structure, scores, input_shape)
+    pruned = st.prune_channels(structure, variables, keep, input_shape=input_shape)
+    before = st.count_pruned(structure, input_shape=input_shape)
+    after = st.count_pruned(structure, keep, input_shape=input_shape)
+    red = st.reduction(before, after)
+    options = st.narrow_options(structure, keep)
+    rows = [{"": "dense", "params": before.params, "MACs": before.macs},
+            {"": "pruned", "params": after.params, "MACs": after.macs},
+            {"": "removed %", "params": 100 * red["params"], "MACs": 100 * red["macs"]}]
+    print(f"{config.model}: {args.criterion} scores, policy {args.policy}")
+    print(format_table(rows))
+    print("narrow model options:", json.dumps(options))
+
+    wd = Path(args.workdir)
+    wd.mkdir(parents=True, exist_ok=True)
+    summary = {"model": config.model, "dataset": config.dataset, "criterion": args.criterion,
+               "policy": args.policy, "ratio": args.ratio, "residual": args.residual,
+               "from_workdir": args.from_workdir, "narrow_options": options,
+               "dense": before._asdict(), "pruned": after._asdict(), "removed": red,
+               "keep": {g: [int(i) for i in idx] for g, idx in keep.items()}}
+    with ocp.StandardCheckpointer() as ckpt:
+        ckpt.save((wd / "pruned_variables").absolute(), pruned.variables, force=True)
+    if config.epochs > 0:
+        if args.scratch:  # Scratch-E: the pruned architecture, fresh random init
+            start = st.fresh_init(structure, keep, input_shape=input_shape,
+                                  key=jax.random.fold_in(jax.random.PRNGKey(config.seed), 4))
+        else:
+            start = pruned
+        res = fit(start.model, start.variables, train, test, config,
+                  workdir=str(wd / ("scratch" if args.scratch else "finetune")),
+                  extra_config={"narrow_options": options}, progress=not args.no_progress)
+        summary["test_accuracy"] = res.results["test_accuracy"]
+        print(f"{'scratch' if args.scratch else 'fine-tuned'} for {config.epochs} epochs: "
+              f"test accuracy {res.results['test_accuracy']:.4f}")
+    write_json_atomic(wd / "summary.json", summary)
+    print(f"wrote {wd / 'summary.json'} and {wd / 'pruned_variables'}")
+    return 0
+
+
 def cmd_prune(args: argparse.Namespace) -> int:
+    if args.structured:
+        return cmd_prune_structured(args)
     import jax
     import numpy as np
 
@@ -260,6 +362,59 @@ def _add_sweep_flags(p: argparse.ArgumentParser, *, epochs: int | None, out: str
         p.add_argument("--epochs", type=int, default=epochs)
 
 
+def cmd_flops(args: argparse.Namespace) -> int:
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+
+    from jaxprune import data, flops, masks, models
+    from jaxprune.report import format_table
+
+    if args.input_shape:
+        shape = tuple(int(s) for s in args.input_shape.split(","))
+    elif args.dataset:
+        shape = data.info(args.dataset).input_shape
+    else:
+        shape = models.default_input_shape(args.model)
+    options = json.loads(args.options) if args.options else {}
+    model = models.get(args.model, num_classes=args.num_classes, **options)
+    variables = jax.eval_shape(lambda: model.init(jax.random.PRNGKey(0), jnp.zeros((1, *shape)),
+                                                  train=False))
+    layers = flops.trace_layers(model, variables, jnp.zeros((1, *shape)))
+    rows = [{"layer": "/".join(layer.path[:-1]), "kind": layer.kind,
+             "kernel": "x".join(map(str, layer.kernel_shape)),
+             "output": "x".join(map(str, layer.output_shape[1:])), "MACs": layer.macs}
+            for layer in layers]
+    if args.masks:
+        saved = np.load(args.masks)
+        leaves = jax.tree_util.tree_leaves_with_path(variables["params"])
+        mask = jax.tree_util.tree_unflatten(
+            jax.tree.structure(variables["params"]),
+            [saved["/".join(map(str, masks.path_tuple(kp)))][args.seed_index].astype(bool)
+             for kp, _ in leaves])
+        kept = {layer.path: float(np.asarray(_get_path(mask, layer.path)).mean())
+                for layer in layers}
+        for row, layer in zip(rows, layers, strict=True):
+            row["density"] = kept[layer.path]
+            row["MACs left"] = round(layer.macs * kept[layer.path])
+    print(format_table(rows))
+    total = flops.count_macs(model, variables, shape)
+    print(f"\n{args.model}, input {shape}: {flops.count_params(variables['params']):,} params, "
+          f"{total:,} MACs per example (multiply-accumulates counted once; FLOPs ~ 2x MACs)")
+    if args.masks:
+        left = flops.count_macs(model, variables, shape, mask=mask)
+        print(f"under the mask (seed index {args.seed_index}): {left:,} MACs "
+              f"({100 * left / total:.2f}%), "
+              f"{flops.count_params(variables['params'], mask=mask):,} params kept")
+    return 0
+
+
+def _get_path(tree, path):
+    for k in path:
+        tree = tree[k]
+    return tree
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="jaxprune",
@@ -304,7 +459,34 @@ def build_parser() -> argparse.ArgumentParser:
                    help="never prune the first and last layer")
     p.add_argument("--workdir", required=True, help="writes masks.npz and summary.json here")
     p.add_argument("--no-progress", action="store_true")
+    g = p.add_argument_group(
+        "structured (channel) pruning",
+        "--structured prunes whole channels and builds the narrower model; --criterion is then "
+        "l1 | random | bn_scale | fisher")
+    g.add_argument("--structured", action="store_true", help="prune channels, not weights")
+    g.add_argument("--policy", choices=STRUCTURED_POLICIES,
+                   help="ratio: --ratio of every group; global: one threshold; macs: remove "
+                   "--ratio of the MACs; li-*: Li et al. 2017's VGG-16-A / ResNet-56-A/B")
+    g.add_argument("--ratio", type=float, help="fraction of channels (or MACs) to remove")
+    g.add_argument("--residual", action="store_true",
+                   help="also prune residual-stream channels of ResNets/WRNs (coupled per stage)")
+    g.add_argument("--from-workdir", help="prune the trained network of this `train` workdir "
+                   "(default: a fresh init)")
+    g.add_argument("--scratch", action="store_true",
+                   help="with --epochs: train the pruned architecture from a fresh init "
+                   "(Scratch-E) instead of fine-tuning")
     p.set_defaults(func=cmd_prune, epochs=0)
+
+    p = sub.add_parser("flops", help="per-layer MACs and parameters of a model (optionally "
+                       "under saved masks)")
+    p.add_argument("--model", required=True)
+    p.add_argument("--dataset", help="use this dataset's input shape")
+    p.add_argument("--input-shape", help="per-example shape, e.g. 32,32,3")
+    p.add_argument("--num-classes", type=int, default=10)
+    p.add_argument("--options", help='model options as JSON, e.g. \'{"width_multiplier": 0.5}\'')
+    p.add_argument("--masks", help="masks.npz written by `jaxprune prune`")
+    p.add_argument("--seed-index", type=int, default=0, help="which seed's mask in --masks")
+    p.set_defaults(func=cmd_flops)
 
     p = sub.add_parser("sweep", help="methods x compressions x seeds, all trained together; "
                        "table, CSV and plot")

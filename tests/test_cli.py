@@ -120,3 +120,38 @@ def jax_leaves(tree):
     import jax
 
     return [np.asarray(x) for x in jax.tree.leaves(tree)]
+
+
+def test_flops_listing_and_masks(tmp_path, capsys):
+    assert main(["flops", "--model", "resnet56"]) == 0
+    assert "125,485,696 MACs" in capsys.readouterr().out  # Li et al.: 1.25e8
+    wd = tmp_path / "p"
+    assert main(["prune", "--model", "lenet_300_100", "--dataset", "digits", "--criterion",
+                 "magnitude", "--sparsity", "0.9", "--workdir", str(wd), "--no-progress"]) == 0
+    capsys.readouterr()
+    assert main(["flops", "--model", "lenet_300_100", "--dataset", "digits", "--masks",
+                 str(wd / "masks.npz")]) == 0
+    out = capsys.readouterr().out
+    dense = 64 * 300 + 300 * 100 + 100 * 10
+    assert f"{dense:,} MACs per example" in out
+    kept = round(0.1 * dense)  # global magnitude keeps exactly 10% of the kernel weights
+    assert f"{kept:,} MACs ({100 * kept / dense:.2f}%)" in out
+
+
+def test_structured_prune_from_a_trained_workdir(tmp_path, capsys):
+    trained = tmp_path / "trained"
+    common = ["--model", "lenet_300_100", "--dataset", "digits", "--batch-size", "64",
+              "--optimizer", "adam", "--lr", "0.003", "--no-progress"]
+    assert main(["train", *common, "--epochs", "1", "--workdir", str(trained)]) == 0
+    for extra, sub in [([], "finetune"), (["--scratch"], "scratch")]:
+        wd = tmp_path / f"pruned_{sub}"
+        assert main(["prune", "--structured", *common, "--criterion", "l1", "--policy", "ratio",
+                     "--ratio", "0.5", "--from-workdir", str(trained), "--epochs", "1",
+                     "--workdir", str(wd), *extra]) == 0
+        summary = json.loads((wd / "summary.json").read_text())
+        assert summary["narrow_options"]["widths"] == [150, 50]
+        assert summary["pruned"]["params"] == 64 * 150 + 150 + 150 * 50 + 50 + 50 * 10 + 10
+        assert 0.0 <= summary["test_accuracy"] <= 1.0 and (wd / sub / "results.json").exists()
+    assert main(["prune", "--structured", *common, "--criterion", "l1", "--workdir",
+                 str(tmp_path / "x")]) == 2
+    assert "--structured needs --policy" in capsys.readouterr().err

@@ -25,11 +25,17 @@ from jaxprune.train.steps import (
     make_train_step,
     split_variables,
 )
-from jaxprune.train.workdir import Workdir, write_json_atomic, write_text_atomic
+from jaxprune.train.workdir import (
+    Workdir,
+    restore_variables,
+    write_json_atomic,
+    write_text_atomic,
+)
 
 __all__ = [
     "OPTIMIZERS", "PRESETS", "SCHEDULES", "FitResult", "Split", "TrainConfig", "TrainState",
     "Workdir", "apply_model", "create_state", "cross_entropy", "evaluate", "fit", "init_model",
     "make_eval_step", "make_optimizer", "make_schedule", "make_train_step", "preset",
-    "split_variables", "train_and_evaluate", "write_json_atomic", "write_text_atomic",
+    "restore_variables", "split_variables", "train_and_evaluate", "write_json_atomic",
+    "write_text_atomic",
 ]

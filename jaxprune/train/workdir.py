@@ -127,3 +127,25 @@ class Workdir:
     def close(self) -> None:
         self._manager.wait_until_finished()
         self._manager.close()
+
+
+def restore_variables(path: str | os.PathLike) -> PyTree:
+    """The model variables (``params`` + e.g. ``batch_stats``) of a run's newest checkpoint.
+
+    Reads ``<path>/checkpoints`` as written by :func:`jaxprune.train.fit` (no template needed),
+    e.g. to prune a trained network. Stacked (multi-network) runs keep their leading axis.
+
+    Raises:
+      FileNotFoundError: if ``path`` holds no checkpoint.
+    """
+    ckpt_dir = (Path(path) / "checkpoints").absolute()
+    if not ckpt_dir.is_dir():
+        raise FileNotFoundError(f"{path} holds no checkpoints/ folder: is it a jaxprune workdir?")
+    with ocp.CheckpointManager(ckpt_dir) as manager:
+        epoch = manager.latest_step()
+        if epoch is None:
+            raise FileNotFoundError(f"{path}/checkpoints holds no complete checkpoint")
+        out = manager.restore(epoch, args=ocp.args.Composite(
+            state=ocp.args.StandardRestore(), history=ocp.args.JsonRestore()))
+    state = out["state"]
+    return {"params": state["params"], **(state.get("model_state") or {})}
