@@ -277,3 +277,16 @@ def test_stacked_fit_checks_the_leading_axis():
     with pytest.raises(ValueError, match="need a leading axis of size 4"):
         fit(model, variables, train, train, TrainConfig(batch_size=16), seeds=range(4),
             progress=False)
+
+
+def test_zero_epochs_evaluates_the_initial_network():
+    model = TinyMLP()
+    train = _data()
+    variables = model.init(jax.random.PRNGKey(0), train.images[:1])
+    res = fit(model, variables, train, train, TrainConfig(epochs=0, batch_size=16),
+              progress=False)
+    assert res.history == [] and res.results["steps"] == 0
+    logits = model.apply(variables, (train.images - train.images.mean((0, 1, 2))) /
+                         train.images.std((0, 1, 2)))
+    expected = float(np.mean(np.asarray(logits).argmax(-1) == train.labels))
+    assert res.results["test_accuracy"] == pytest.approx(expected, abs=1e-6)

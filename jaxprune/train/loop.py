@@ -290,7 +290,11 @@ def fit(
         if wd is not None:
             wd.close()
 
-    final = evaluate(jit_eval, state.params, state.model_state, test_dev, config.eval_batch_size)
+    if history:  # the last epoch already evaluated the final state
+        final = {"loss": history[-1]["test_loss"], "accuracy": history[-1]["test_accuracy"]}
+    else:  # epochs=0: evaluate the initial network
+        final = evaluate(jit_eval, state.params, state.model_state, test_dev,
+                         config.eval_batch_size)
     throughputs = [r["images_per_second"] for r in history[1:]] or [
         r["images_per_second"] for r in history
     ]
