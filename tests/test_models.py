@@ -350,3 +350,13 @@ def test_bad_option_values(name, opts, match):
 def test_option_b_allows_shrinking_stages():
     s = kernel_shapes("resnet20", shortcut="B", stage_widths=(16, 8, 64))
     assert s["stage2_block00"]["shortcut"]["kernel"] == (1, 1, 16, 8)
+
+
+@pytest.mark.parametrize("shape", [(2, 8, 8, 3), (1, 7, 9, 2)])
+def test_max_pool_2x2_matches_flax(shape):
+    import flax.linen as fnn
+
+    from jaxprune.models._common import max_pool_2x2
+
+    x = jax.random.normal(jax.random.PRNGKey(0), shape)
+    np.testing.assert_array_equal(max_pool_2x2(x), fnn.max_pool(x, (2, 2), strides=(2, 2)))

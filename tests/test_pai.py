@@ -129,3 +129,13 @@ def test_cli_demo_small(tmp_path):
         rows = list(csv.DictReader(f))
     assert [r["method"] for r in rows] == ["random", "magnitude", "dense"]
     assert (out / "accuracy_vs_compression.png").stat().st_size > 1000
+
+
+def test_synflow_float64_through_max_pooling():
+    """SynFlow scores in float64; pooling layers must not force float32 (regression)."""
+    model = models.get("conv2", widths=(4, 4, 8, 8))
+    variables = jax.tree.map(lambda a: a[0], pai.init_seeds(model, (32, 32, 3), [0]))
+    mask = pai.prune(model, variables, "synflow", 0.9, input_shape=(32, 32, 3), rounds=3)
+    kernels = [m for p, m in jax.tree_util.tree_leaves_with_path(mask) if p[-1].key == "kernel"]
+    assert sum(int((~np.asarray(m)).sum()) for m in kernels) == round(
+        0.9 * sum(m.size for m in kernels))

@@ -75,3 +75,15 @@ def resolve_widths(
     if bad:
         raise ValueError(f"{option} must be positive ints, got {widths}")
     return tuple(scale_width(int(w), width_multiplier) for w in widths)
+
+
+def max_pool_2x2(x: jax.Array) -> jax.Array:
+    """2x2 max pooling with stride 2 ('VALID'): (N, H, W, C) -> (N, H // 2, W // 2, C).
+
+    Same values as ``flax.linen.max_pool(x, (2, 2), strides=(2, 2))``, but computed by a reshape
+    and ``max``, so it keeps ``x``'s dtype: flax's version uses a Python ``-inf`` init value that
+    stays float32, which breaks float64 runs (SynFlow scores in float64).
+    """
+    n, h, w, c = x.shape
+    x = x[:, : h // 2 * 2, : w // 2 * 2, :]  # 'VALID': drop an odd last row/column
+    return x.reshape(n, h // 2, 2, w // 2, 2, c).max(axis=(2, 4))  # (N, H/2, W/2, C)

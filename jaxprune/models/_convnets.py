@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import flax.linen as nn
 import jax
 
-from jaxprune.models._common import resolve_widths
+from jaxprune.models._common import max_pool_2x2, resolve_widths
 
 _CONV_DEFAULTS = (64, 64, 128, 128, 256, 256, 512, 512)
 _FC_DEFAULTS = (256, 256)
@@ -50,7 +50,7 @@ class ConvNet(nn.Module):
                 nn.Conv(w, (3, 3), padding="SAME", kernel_init=init, name=f"conv{i + 1}")(x)
             )
             if i % 2 == 1:
-                x = nn.max_pool(x, (2, 2), strides=(2, 2))  # halves H and W
+                x = max_pool_2x2(x)  # halves H and W
         x = x.reshape((x.shape[0], -1))  # (N, H*W*C)
         for j, w in enumerate(fc_widths):
             x = nn.relu(nn.Dense(w, kernel_init=init, name=f"fc{j + 1}")(x))

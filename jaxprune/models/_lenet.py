@@ -7,11 +7,11 @@ from collections.abc import Sequence
 import flax.linen as nn
 import jax
 
-from jaxprune.models._common import resolve_widths
+from jaxprune.models._common import max_pool_2x2, resolve_widths
 
 
 def _pool(x: jax.Array) -> jax.Array:
-    return nn.max_pool(x, (2, 2), strides=(2, 2))
+    return max_pool_2x2(x)
 
 
 def _flatten(x: jax.Array) -> jax.Array:

@@ -7,7 +7,12 @@ from collections.abc import Sequence
 import flax.linen as nn
 import jax
 
-from jaxprune.models._common import batch_norm, kaiming_normal_fan_out, resolve_widths
+from jaxprune.models._common import (
+    batch_norm,
+    kaiming_normal_fan_out,
+    max_pool_2x2,
+    resolve_widths,
+)
 
 # Convs per stage; a 2x2 max pool ends every stage. 32x32 inputs end at 1x1.
 STAGE_DEPTHS = {11: (1, 1, 2, 2, 2), 13: (2, 2, 2, 2, 2), 16: (2, 2, 3, 3, 3), 19: (2, 2, 4, 4, 4)}
@@ -82,7 +87,7 @@ class VGG(nn.Module):
                     name=f"conv{i}",
                 )(x)
                 x = nn.relu(batch_norm(train, f"conv{i}_bn", self.bn_scale_init)(x))
-            x = nn.max_pool(x, (2, 2), strides=(2, 2))  # halves H and W
+            x = max_pool_2x2(x)  # halves H and W
         x = x.reshape((x.shape[0], -1))  # (N, C) for 32x32 inputs
         for j, w in enumerate(self.classifier_widths):
             x = nn.Dense(w, kernel_init=dense_init, name=f"fc{j + 1}")(x)
