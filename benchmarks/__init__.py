@@ -1,0 +1,12 @@
+"""jaxprune's benchmark suite: jaxprune vs a Python loop vs PyTorch, on CPU.
+
+Run ``python -m benchmarks.run --quick`` (minutes) or ``python -m benchmarks.run --out b.json``
+(the capped full grid); results and how to read them are in ``docs/benchmarks.md``.
+
+  run         the entry point: the grid, one subprocess per workload, tables, targets, JSON
+  harness     interleaved timing, compile/trace accounting, peak RSS, machine facts
+  workloads   the jaxprune side: models, random data, scoring / training implementations
+  torch_ref   the PyTorch references (Synaptic-Flow / open_lth style masked modules)
+  prototypes  speed-ups tried without touching the library (sort-free top-k, conv wgrad)
+  checks      recompiles, trace counts, bool masks, donation, known failures
+"""

@@ -1,0 +1,129 @@
+"""Smoke tests of the benchmark suite (``benchmarks/``); PyTorch is optional and skipped cleanly."""
+
+from __future__ import annotations
+
+import functools
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jaxprune import masks
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+if str(REPO_ROOT) not in sys.path:  # benchmarks/ is a top-level package, not installed
+    sys.path.insert(0, str(REPO_ROOT))
+
+from benchmarks import harness, prototypes, run  # noqa: E402
+
+
+def test_measure_interleaves_and_counts_recompiles():
+    f = jax.jit(lambda x: x * 2)
+    x = jnp.ones(3)
+    res = harness.measure({"jax_a": lambda: f(x), "other": lambda: 1}, repeats=2, gap_s=0.0,
+                          min_round_time_s=0.0)
+    assert set(res) == {"jax_a", "other"}
+    assert len(res["jax_a"]["steady_s"]) == 2
+    assert res["jax_a"]["first_compiles"] >= 1
+    assert res["jax_a"]["steady_compiles"] == 0
+
+    def fresh():  # a new jit object per call: a recompile every call
+        return jax.jit(lambda y: y + 1)(x)
+
+    with pytest.raises(AssertionError, match="compiled"):
+        harness.measure({"jax_fresh": fresh}, repeats=1, gap_s=0.0, min_round_time_s=0.0)
+
+
+@pytest.mark.parametrize("with_alive", [False, True])
+def test_sort_free_topk_matches_keep_top(with_alive):
+    rng = np.random.default_rng(0)
+    special = np.array([0.0, -0.0, 1.0, -1.0, 2.5, np.inf, -np.inf, np.nan, 1e-40], np.float32)
+    n = 37  # one shape: each implementation compiles once, k and alive vary as traced values
+    want_fn = jax.jit(masks._keep_top)
+    got_fn = jax.jit(prototypes.keep_top_bisect)
+    for trial in range(60):
+        vals = rng.choice(special, n) if trial % 2 else rng.standard_normal(n).astype(np.float32)
+        if trial % 5 == 0:
+            vals[: n // 2] = vals[0]  # long runs of ties
+        alive = jnp.asarray(rng.random(n) < 0.6) if with_alive else None
+        k = jnp.int32(rng.integers(0, n + 1))
+        want = want_fn(jnp.asarray(vals), k, alive)
+        got = got_fn(jnp.asarray(vals), k, alive)
+        np.testing.assert_array_equal(np.asarray(got), np.asarray(want))
+
+
+def test_conv_wgrad_prototype_matches_xla():
+    k = jax.random.split(jax.random.PRNGKey(0), 3)
+    x = jax.random.normal(k[0], (2, 6, 6, 4))
+    w = jax.random.normal(k[1], (3, 3, 4, 5))
+    def loss(conv, x_, w_):
+        return jnp.sum(jnp.sin(conv(x_, w_)))
+
+    for stride in (1, 2):
+        xla = functools.partial(prototypes._conv, stride=stride, pad=1)
+        ref = jax.grad(functools.partial(loss, xla), argnums=(0, 1))(x, w)
+        for wgrad in prototypes.WGRADS:
+            conv = prototypes.make_conv(stride, 1, wgrad)
+            got = jax.grad(functools.partial(loss, conv), argnums=(0, 1))(x, w)
+            for g, r in zip(got, ref, strict=True):
+                np.testing.assert_allclose(g, r, rtol=1e-4, atol=1e-5)
+
+
+def test_tables_and_targets_from_a_fake_result():
+    fake = {"id": "score/lenet_300_100/snip/N=32/scores_only", "loadavg_before": [1.0],
+            "loadavg_after": [1.0],
+            "spec": {"kind": "score", "model": "lenet_300_100", "method": "snip", "n": 32,
+                     "scores_only": True},
+            "notes": {"strategy": "map", "rounds": 1},
+            "results": {k: {"median_s": v, "compile_s": 0.1} for k, v in
+                        {"jax_multi": 0.1, "jax_loop": 0.2, "torch_loop": 0.5}.items()}}
+    text = run.tables([fake])
+    assert "lenet_300_100" in text and "snip (scores)" in text
+    status = {t["target"]: t for t in run.targets([fake])}
+    t = status["multi-seed MLP SNIP, 32 seeds >= 4x faster than the PyTorch loop (scores only)"]
+    assert t["status"] == "met" and t["ratio"] == pytest.approx(5.0)
+    assert "| model |" in run.tables([fake], markdown=True)
+
+
+def test_quick_run_without_torch(tmp_path):
+    """One tiny workload through the real entry point, in subprocesses, torch switched off."""
+    out = tmp_path / "bench.json"
+    cmd = [sys.executable, "-m", "benchmarks.run", "--quick", "--only",
+           "score/lenet_300_100/snip/N=1", "--no-torch", "--no-memory", "--repeats", "1",
+           "--out", str(out)]
+    p = subprocess.run(cmd, cwd=REPO_ROOT, capture_output=True, text=True, timeout=600)
+    assert p.returncode == 0, p.stderr[-2000:]
+    assert "Scoring" in p.stdout
+    report = json.loads(out.read_text())
+    for key in ("command", "date", "machine", "versions", "loadavg_start", "targets"):
+        assert key in report
+    assert report["machine"]["cpu_count"] >= 1
+    assert report["versions"]["jax"] == jax.__version__
+    (res,) = report["results"]
+    assert "error" not in res, res.get("error")
+    assert res["torch"] is False
+    assert set(res["results"]) == {"jax_multi", "proto_multi_fasttopk"}
+    assert res["results"]["jax_multi"]["steady_compiles"] == 0
+    assert res["notes"]["proto_multi_fasttopk_mask_entries_differing_from_jax_multi"] == 0
+
+
+def test_torch_references_match_the_zoo():
+    torch = pytest.importorskip("torch")
+    from benchmarks import torch_ref, workloads
+
+    for name, count in (("lenet_300_100", 266_610), ("conv6", 2_262_602), ("resnet20", 269_722)):
+        model = torch_ref.build(name)
+        assert torch_ref.num_params(model) == count
+        variables = workloads.init_variables(name, 0)
+        torch_ref.load_flax(model, variables)
+        x = np.random.default_rng(0).standard_normal((2, *workloads.input_shape(name)))
+        want = jax.jit(lambda v, x_, n=name: workloads.models.get(n).apply(v, x_))(
+            variables, jnp.asarray(x, jnp.float32))
+        with torch.no_grad():
+            got = model.eval()(torch_ref.to_nchw(x)).numpy()
+        np.testing.assert_allclose(got, np.asarray(want), rtol=1e-3, atol=1e-4)
