@@ -1,15 +1,13 @@
-"""Speed-up prototypes measured by the benchmark; none of this changes the library's files.
+"""Prototypes and reference variants measured by the benchmark; none changes the library's files.
 
-1. ``keep_top_bisect``: an exact, sort-free replacement for ``jaxprune.masks._keep_top``.
+1. ``sort_topk()``: the top-k jaxprune shipped first, kept as a reference row.
 
-   ``_keep_top`` ranks all N scores with a stable ``lax.sort`` of (dead, -score, index) and a
-   scatter. XLA:CPU's sort is a comparison sort: 57-80 ms for LeNet-300-100's 266,610 scores on
-   this machine, about 45x the SNIP gradient itself, and SynFlow pays it 100 times. The k-th
-   largest score can instead be found by a bitwise binary search on the float32 bit patterns
-   mapped to order-preserving uint32 keys: 32 passes of ``sum(key >= t)``, each a streaming
-   compare-and-count, then a cumulative sum picks the lowest-index ties. The result is the
-   same mask bit for bit (same tie-breaking, dead weights below live ones, NaN lowest,
-   -0.0 == 0.0); ``fast_topk()`` swaps it in for the duration of a ``with`` block.
+   ``masks._keep_top`` first ranked all N scores with a stable ``lax.sort`` of
+   (dead, -score, index) and a scatter. XLA:CPU's sort is a comparison sort: 57-80 ms for
+   LeNet-300-100's 266,610 scores on this machine, about 45x the SNIP gradient itself, and
+   SynFlow paid it 100 times. A prototype of a bitwise binary search for the k-th largest key
+   (now the library's ``_keep_top``) gave the same masks 11-18x faster; the benchmark keeps the
+   sorting version (``masks._keep_top_sort``) as a row so the gain stays measured.
 
 2. ``conv_wgrad_lowering``: a ``custom_vjp`` 3x3 convolution whose weight gradient is computed
    by hand (shifted slices + matmul) instead of XLA:CPU's own lowering, switched on per layer
@@ -35,87 +33,33 @@ from jaxprune import masks as _masks
 # ---------------------------------------------------------------------------------------------
 
 
-def _order_keys(x: jax.Array) -> jax.Array:
-    """float32 -> uint32 whose unsigned order is the float order; NaN -> 0 (lowest), -0.0 -> 0.0."""
-    x = jnp.where(x == 0, jnp.zeros_like(x), x)  # -0.0 -> +0.0
-    bits = lax.bitcast_convert_type(x, jnp.uint32)
-    sign = jnp.uint32(0x80000000)
-    key = jnp.where((bits & sign) != 0, ~bits, bits | sign)
-    return jnp.where(jnp.isnan(x), jnp.zeros_like(key), key)
+_SORT_JITS: list = []
 
 
-def _select_top(key: jax.Array, eligible: jax.Array, k: jax.Array) -> jax.Array:
-    """(n,) bool: the ``k`` largest keys among ``eligible``, ties to the lowest index.
-
-    Bitwise binary search for ``t = max{t : #(eligible & key >= t) >= k}`` (the k-th largest key),
-    32 counting passes; then all keys above ``t`` plus the first ``k - #(key > t)`` equal to ``t``.
-    """
-
-    def bit(i: jax.Array, t: jax.Array) -> jax.Array:
-        cand = t | (jnp.uint32(1) << (jnp.uint32(31) - i.astype(jnp.uint32)))
-        count = jnp.sum(eligible & (key >= cand), dtype=jnp.int32)
-        return jnp.where(count >= k, cand, t)
-
-    t = lax.fori_loop(0, 32, bit, jnp.uint32(0))
-    above = eligible & (key > t)
-    ties = eligible & (key == t)
-    room = k - jnp.sum(above, dtype=jnp.int32)
-    return above | (ties & (jnp.cumsum(ties, dtype=jnp.int32) <= room))
-
-
-def keep_top_bisect(
-    flat: jax.Array, n_keep: int | jax.Array, alive: jax.Array | None = None
-) -> jax.Array:
-    """Same contract and result as ``jaxprune.masks._keep_top``, without sorting (float32 only).
-
-    Other dtypes fall back to ``_keep_top`` (the uint32 key trick is for 32-bit floats).
-    """
-    if flat.dtype != jnp.float32:
-        return _ORIGINAL_KEEP_TOP(flat, n_keep, alive)
-    key = _order_keys(flat)
-    n_keep = jnp.asarray(n_keep, jnp.int32)
-    if alive is None:
-        return _select_top(key, jnp.ones(flat.shape, jnp.bool_), n_keep)
-    n_alive = jnp.sum(alive, dtype=jnp.int32)
-    live = _select_top(key, alive, jnp.minimum(n_keep, n_alive))
-    # Dead weights rank below every live one: only reached when n_keep > n_alive (rare).
-    return lax.cond(
-        n_keep > n_alive,
-        lambda: live | _select_top(key, ~alive, n_keep - n_alive),
-        lambda: live,
-    )
-
-
-_ORIGINAL_KEEP_TOP = _masks._keep_top
-
-
-_FAST_JITS: list = []
-
-
-def _fast_jits(global_keep):
+def _sort_jits(global_keep):
     """One pair of jits for the whole process, so re-entering the block never recompiles."""
-    if not _FAST_JITS:
+    if not _SORT_JITS:
         # A copy of the Python function, not just a new jit of it: jax caches traces on the
-        # function object, so jit(global_keep.__wrapped__) would reuse the sorting trace.
+        # function object, so jit(global_keep.__wrapped__) would reuse the library's trace.
         f = global_keep.__wrapped__
         copy = types.FunctionType(f.__code__, f.__globals__, f.__name__, f.__defaults__,
                                   f.__closure__)
-        _FAST_JITS.extend([jax.jit(copy), jax.jit(keep_top_bisect)])
-    return tuple(_FAST_JITS)
+        _SORT_JITS.extend([jax.jit(copy), jax.jit(_masks._keep_top_sort)])
+    return tuple(_SORT_JITS)
 
 
 @contextlib.contextmanager
-def fast_topk() -> Iterator[None]:
-    """Use :func:`keep_top_bisect` inside jaxprune while tracing in this block.
+def sort_topk() -> Iterator[None]:
+    """Trace jaxprune's top-k as the stable ``lax.sort`` it used before (the reference row).
 
-    Functions traced inside the block keep the sort-free top-k in their compiled programs.
+    Functions traced inside the block keep the sorting top-k in their compiled programs.
     ``masks._global_keep`` (a module-level ``jit``, cached by shape) is swapped for a ``jit`` of
     a copy of its function, so a trace made outside the block is never reused inside it (jax
     caches traces per Python function) or vice versa.
     """
     old = _masks._keep_top, _masks._global_keep, _masks._keep_top_compiled
-    _masks._keep_top = keep_top_bisect
-    _masks._global_keep, _masks._keep_top_compiled = _fast_jits(old[1])
+    _masks._keep_top = _masks._keep_top_sort
+    _masks._global_keep, _masks._keep_top_compiled = _sort_jits(old[1])
     try:
         yield
     finally:

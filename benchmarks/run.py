@@ -244,22 +244,21 @@ def tables(results: list[dict[str, Any]], markdown: bool = False) -> str:
         for r in score:
             s, n = r["spec"], r.get("notes", {})
             multi, loop = _med(r, "jax_multi"), _med(r, "jax_loop")
-            proto, torch_ = _med(r, "proto_multi_fasttopk"), _best_torch(r, "torch_loop")
+            sort_, torch_ = _med(r, "ref_multi_sorttopk"), _best_torch(r, "torch_loop")
             comp = r["results"]["jax_multi"]["compile_s"]
             rows.append([
                 s["model"], s["method"] + (" (scores)" if s.get("scores_only") else ""), s["n"],
                 n.get("rounds"), n.get("strategy"),
-                multi, loop, proto, _med(r, "torch_loop"), _med(r, "torch_loop_1t"),
-                _ratio(torch_, multi), _ratio(loop, multi),
-                _ratio(multi, proto), _ratio(torch_, proto), comp,
+                multi, loop, sort_, _med(r, "torch_loop"), _med(r, "torch_loop_1t"),
+                _ratio(torch_, multi), _ratio(loop, multi), _ratio(sort_, multi), comp,
                 n.get("torch_mask_agreement_seed0", n.get("torch_scores_max_rel_diff_seed0")),
                 "/".join(_fmt(x, ".1f") for x in r["loadavg_before"][:1] + r["loadavg_after"][:1]),
             ])
         out.append("Scoring + global mask at 90% sparsity, N seeds (median seconds per call)")
         out.append(_table(
             ["model", "method", "N", "rounds", "strategy", "jax_multi", "jax_loop",
-             "proto_fasttopk", "torch_loop", "torch_1t", "torch/multi", "loop/multi",
-             "multi/proto", "torch/proto", "compile_s", "vs_torch", "load"], rows, markdown))
+             "sort_topk", "torch_loop", "torch_1t", "torch/multi", "loop/multi",
+             "sort/multi", "compile_s", "vs_torch", "load"], rows, markdown))
     train = [r for r in by_kind.get("train", []) if "results" in r]
     if train:
         rows = []
@@ -344,11 +343,6 @@ def targets(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
                       ("score/lenet_300_100/snip/N=32", "scores + 90% global mask")):
         add(f"multi-seed MLP SNIP, 32 seeds >= 4x faster than the PyTorch loop ({what})",
             ratio(wid, "torch_loop", "jax_multi"), 4.0, f"{wid}: best torch_loop / jax_multi time")
-        r = by_id.get(wid)
-        if r and "proto_multi_fasttopk" in r["results"]:
-            add(f"  same with the sort-free top-k prototype ({what})",
-                ratio(wid, "torch_loop", "proto_multi_fasttopk"), 4.0,
-                f"{wid}: torch_loop / proto_multi_fasttopk time")
     for wid, what in (("score/resnet20/snip/N=1/scores_only", "scores only"),
                       ("score/resnet20/snip/N=1", "scores + 90% global mask")):
         add(f"ResNet-20 SNIP, one seed >= parity with PyTorch ({what})",

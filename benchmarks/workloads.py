@@ -154,7 +154,8 @@ def build_score(spec: dict[str, Any], use_torch: bool) -> Workload:
                    (``strategy="auto"``); this is what ``pai.prune_seeds`` runs (that function
                    builds a fresh lambda per call and so recompiles every call: see checks).
     ``jax_loop``   ``[jit(fn)(v_i, b_i, k_i) for i in range(N)]`` on per-seed inputs.
-    ``proto_multi_fasttopk``  ``jax_multi`` with the sort-free top-k (same masks, asserted).
+    ``ref_multi_sorttopk``  ``jax_multi`` with the sorting top-k jaxprune used before the
+                   sort-free one (same masks, asserted).
     ``torch_loop`` Synaptic-Flow's ``prune_loop`` per seed (masked modules, autograd).
     """
     name, method, n = spec["model"], spec["method"], spec["n"]
@@ -173,7 +174,7 @@ def build_score(spec: dict[str, Any], use_torch: bool) -> Workload:
         notes["synflow_dtype"] = dtype
     fn = score_only_fn(name, method) if scores_only else prune_fn(name, method, rounds, dtype,
                                                                    "main")
-    fast_fn = prune_fn(name, method, rounds, dtype, "fasttopk")
+    sort_fn = prune_fn(name, method, rounds, dtype, "sorttopk")
     try:
         strategy = seeds.choose_strategy(fn, (variables, batches, keys))
     except Exception as e:  # noqa: BLE001 - the auto rule itself failing is a finding
@@ -188,15 +189,15 @@ def build_score(spec: dict[str, Any], use_torch: bool) -> Workload:
     def loop():
         return [single(v, b, k) for v, b, k in per_seed]
 
-    def multi_fast():
-        with prototypes.fast_topk():
-            return seeds.map_stacked(fast_fn, variables, batches, keys, strategy=strategy)
+    def multi_sort():
+        with prototypes.sort_topk():
+            return seeds.map_stacked(sort_fn, variables, batches, keys, strategy=strategy)
 
     impls: dict[str, Thunk] = {"jax_multi": multi}
     if n > 1:  # at N = 1 the loop is the same single compiled program
         impls["jax_loop"] = loop
     if spec.get("prototypes", True) and not scores_only:
-        impls["proto_multi_fasttopk"] = multi_fast
+        impls["ref_multi_sorttopk"] = multi_sort
 
     if use_torch:
         import torch
@@ -250,7 +251,7 @@ def build_score(spec: dict[str, Any], use_torch: bool) -> Workload:
         diff = sum(int(jnp.sum(a != b)) for a, b in
                    zip(jax.tree.leaves(stacked), jax.tree.leaves(ref["stacked"]), strict=True))
         notes[f"{impl}_mask_entries_differing_from_jax_multi"] = diff
-        if impl.startswith("proto") and diff:
+        if impl.startswith(("proto", "ref")) and diff:
             raise AssertionError(f"{impl}: masks differ from jax_multi in {diff} entries")
 
     return Workload(impls, check, notes)

@@ -393,20 +393,22 @@ def _program(
     return jax.jit(run)
 
 
-@jax.jit
-def _take(leaves: list, i: int | jax.Array) -> list:
-    """Seed ``i`` of every stacked leaf, in one dispatch (``[x[i] for x in leaves]``)."""
-    return [jax.lax.dynamic_index_in_dim(x, i, keepdims=False) for x in leaves]
-
-
 @functools.lru_cache(maxsize=64)
-def _single(fn: Callable, treedef: Any, flags: tuple) -> Callable[[list, list], PyTree]:
-    """``jit`` of one seed's computation, for the ``"loop"`` strategy."""
+def _single(fn: Callable, treedef: Any, flags: tuple) -> Callable[[list, list, jax.Array], PyTree]:
+    """``jit`` of seed ``i``'s computation for the ``"loop"`` strategy: slicing seed ``i`` out of
+    the stacked leaves happens inside the program, so each seed is one dispatch and ``i`` is
+    traced (one compilation for every seed)."""
 
-    def one(m: list, shared: list) -> PyTree:
+    def one(mapped: list, shared: list, i: jax.Array) -> PyTree:
+        m = [jax.lax.dynamic_index_in_dim(x, i, keepdims=False) for x in mapped]
         return fn(*jax.tree.unflatten(treedef, _merge(m, shared, flags)))
 
     return jax.jit(one)
+
+
+@jax.jit
+def _stack_jit(trees: list[PyTree]) -> PyTree:
+    return jax.tree.map(lambda *xs: jnp.stack(xs), *trees)
 
 
 def map_stacked(
@@ -446,7 +448,7 @@ def map_stacked(
         strategy = _auto(fn, treedef, flags, mapped, shared, chunk_size, devs)
     if strategy == "loop":
         single = _single(fn, treedef, flags)
-        return stack([single(_take(mapped, i), shared) for i in range(n)])
+        return _stack_jit([single(mapped, shared, jnp.int32(i)) for i in range(n)])
     chunk = DEFAULT_CHUNK_SIZE if chunk_size is None else chunk_size
     return _program(fn, strategy, chunk, treedef, flags, devs)(mapped, shared)
 
