@@ -7,12 +7,14 @@ round (a (rounds,) array ending exactly at ``sparsity``):
   linear       sparsity after round t is ``sparsity * t / T``.
 
 :func:`prune_iteratively` runs any criterion under a schedule as ONE compiled ``lax.fori_loop``:
-the per-round removal counts are computed up front, so 100 rounds trace the criterion once.
+the per-round removal counts are computed up front and passed in, so 100 rounds trace the
+criterion once and another sparsity reuses the compiled loop (:func:`prune_by_keep_counts`).
 :func:`prune_synflow` and :func:`prune_iterative_snip` are the papers' procedures.
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
@@ -123,8 +125,11 @@ def prune_iteratively(
     :func:`jaxprune.masks.mask_by_topk`); a NaN score ranks lowest. ``k_t = fold_in(key, t - 1)``.
 
     The loop is one ``jax.lax.fori_loop`` inside one ``jax.jit``: ``score_fn`` is traced once
-    whatever ``rounds`` is. Scores are not checked for NaN inside the loop; check a single round
-    with :func:`jaxprune.masks.check_finite_scores` first if in doubt.
+    whatever ``rounds`` is, and the per-round keep counts are an argument of the compiled loop
+    (:func:`prune_by_keep_counts`), so calling again with the same ``score_fn`` object, shapes and
+    ``rounds`` reuses the program, whatever the sparsity. Scores are not checked for NaN inside
+    the loop; check a single round with :func:`jaxprune.masks.check_finite_scores` first if in
+    doubt.
 
     Args:
       score_fn: a criterion's ``score_fn(params, *, batch, key)``.
@@ -142,33 +147,82 @@ def prune_iteratively(
     """
     s = _masks.check_sparsity(sparsity)
     sparsities = get(schedule)(s, rounds)
-    paths, leaves, flags, treedef = _masks._prunable_flags(params, prunable, keep_dense)
-    sizes = [
-        int(np.prod(np.shape(x), dtype=np.int64)) for x, f in zip(leaves, flags, strict=True) if f
-    ]
-    n = sum(sizes)
-    keep_counts = jnp.asarray(n - removal_counts(sparsities, n), jnp.int32)  # (T,)
+    _, leaves, flags, _ = _masks._prunable_flags(params, prunable, keep_dense)
+    sizes = [np.prod(np.shape(x), dtype=np.int64) for x, f in zip(leaves, flags, strict=True) if f]
+    n = int(sum(sizes))
+    return prune_by_keep_counts(
+        score_fn, params, n - removal_counts(sparsities, n), batch=batch, key=key, mask=mask,
+        prunable=prunable, keep_dense=keep_dense,
+    )
+
+
+def prune_by_keep_counts(
+    score_fn: ScoreFn,
+    params: PyTree,
+    keep_counts: Sequence[int] | jax.Array,
+    *,
+    batch: Any = None,
+    key: jax.Array | None = None,
+    mask: PyTree | None = None,
+    prunable: Predicate | None = None,
+    keep_dense: Iterable[Sequence[str | int]] = (),
+) -> PyTree:
+    """:func:`prune_iteratively` given the number of weights each round keeps, not a schedule.
+
+    Round ``t`` keeps the ``keep_counts[t]`` highest-scoring live prunable weights (ties, NaN,
+    start ``mask`` and keys as in :func:`prune_iteratively`). ``keep_counts`` is an argument of
+    the compiled loop, not a constant in it: a new sparsity with the same number of rounds reuses
+    the compiled program, and the counts may be traced (e.g. computed in Python outside a
+    ``jit`` and passed in). The program is cached on ``(score_fn, prunable leaves)``, and
+    ``jax.jit`` on shapes, so pass the same ``score_fn`` object to reuse it.
+
+    Args:
+      score_fn: a criterion's ``score_fn(params, *, batch, key)``.
+      params: params pytree.
+      keep_counts: (T,) int, non-increasing, each in ``[0, num_prunable]``; ``T`` is static.
+      batch, key, mask, prunable, keep_dense: as in :func:`prune_iteratively`.
+
+    Returns:
+      The final bool mask pytree.
+    """
+    _, leaves, flags, _ = _masks._prunable_flags(params, prunable, keep_dense)
     if mask is None:
         mask = _masks.ones_like(params)
     _masks.check_mask_tree(params, mask)
+    keep_counts = jnp.asarray(keep_counts, jnp.int32)
+    if keep_counts.ndim != 1 or keep_counts.shape[0] < 1:
+        raise ValueError(f"keep_counts must be a (rounds,) array, got shape {keep_counts.shape}")
+    if not any(f and np.size(x) for x, f in zip(leaves, flags, strict=True)):
+        return mask
+    run = _rounds_program(score_fn, tuple(flags))
+    return _masks.warn_if_collapsed(run(params, mask, batch, key, keep_counts), flags)
+
+
+@functools.lru_cache(maxsize=32)
+def _rounds_program(score_fn: ScoreFn, flags: tuple[bool, ...]) -> Callable[..., PyTree]:
+    """``jit(run)``, ``run(params, mask, batch, key, keep_counts) -> mask``: all rounds in one
+    ``lax.fori_loop``, ``score_fn`` traced once."""
 
     def flat_prunable(tree: PyTree) -> jax.Array:
         ls = [jnp.ravel(x) for x, f in zip(jax.tree.leaves(tree), flags, strict=True) if f]
         return jnp.concatenate([x.astype(jnp.result_type(*ls)) for x in ls])
 
     def unflat(keep: jax.Array, like: PyTree) -> PyTree:
+        leaves, treedef = jax.tree.flatten(like)
         out, start = [], 0
-        for x, f in zip(jax.tree.leaves(like), flags, strict=True):
+        for x, f in zip(leaves, flags, strict=True):
             if f:
                 size = int(np.prod(np.shape(x), dtype=np.int64))
                 out.append(keep[start : start + size].reshape(np.shape(x)))
                 start += size
             else:
                 out.append(x)
-        return jax.tree_util.tree_unflatten(treedef, out)
+        return jax.tree.unflatten(treedef, out)
 
     @jax.jit
-    def run(params: PyTree, mask: PyTree, batch: Any, key: jax.Array | None) -> PyTree:
+    def run(
+        params: PyTree, mask: PyTree, batch: Any, key: jax.Array | None, keep_counts: jax.Array
+    ) -> PyTree:
         def body(t: jax.Array, mask: PyTree) -> PyTree:
             k = None if key is None else jax.random.fold_in(key, t)
             scores = score_fn(_masks.apply_mask(params, mask), batch=batch, key=k)
@@ -176,11 +230,9 @@ def prune_iteratively(
             keep = _masks._keep_top(flat_prunable(scores), keep_counts[t], alive)
             return unflat(keep & alive, mask)  # never revive (a start mask may prune more)
 
-        return jax.lax.fori_loop(0, len(sparsities), body, mask)
+        return jax.lax.fori_loop(0, keep_counts.shape[0], body, mask)
 
-    if n == 0:
-        return mask
-    return _masks.warn_if_collapsed(run(params, mask, batch, key), flags)
+    return run
 
 
 def prune_synflow(
@@ -204,7 +256,7 @@ def prune_synflow(
 
     Reference: https://arxiv.org/abs/2006.05467 (Alg. 1)
     """
-    score_fn = _criteria.synflow(apply_fn, input_shape, **synflow_kwargs)
+    score_fn = _criterion(_criteria.synflow, apply_fn, input_shape, **synflow_kwargs)
     return prune_iteratively(
         score_fn,
         params,
@@ -238,7 +290,7 @@ def prune_iterative_snip(
     Reference: https://arxiv.org/abs/2006.05467 (Sec. 7), https://arxiv.org/abs/2006.09081
     """
     return prune_iteratively(
-        _criteria.snip(loss_fn),
+        _criterion(_criteria.snip, loss_fn),
         params,
         sparsity,
         rounds=rounds,
@@ -247,3 +299,19 @@ def prune_iterative_snip(
         prunable=prunable,
         keep_dense=keep_dense,
     )
+
+
+def _criterion(factory: Callable[..., ScoreFn], *args: Any, **kwargs: Any) -> ScoreFn:
+    """``factory(*args, **kwargs)``, one object per (hashable) set of arguments: a later call with
+    the same ``apply_fn``/``loss_fn`` object reuses the compiled loop of an earlier one."""
+    key = (factory, args, tuple(sorted(kwargs.items())))
+    try:
+        hash(key)
+    except TypeError:  # e.g. input_shape given as a list
+        return factory(*args, **kwargs)
+    return _cached_criterion(*key)
+
+
+@functools.lru_cache(maxsize=32)
+def _cached_criterion(factory: Callable[..., ScoreFn], args: tuple, kwargs: tuple) -> ScoreFn:
+    return factory(*args, **dict(kwargs))

@@ -307,6 +307,29 @@ def test_synflow_scores_equal_abs_theta_grad_on_original_params():
     )
 
 
+def test_synflow_vmaps_when_apply_fn_closes_over_per_seed_arrays():
+    """Regression: an ``apply_fn`` closing over arrays mapped with the params (batch-norm running
+    statistics of stacked inits) broke the float64 ``custom_vmap`` (AssertionError inside jax):
+    a float shift and an int32 scale, both per seed, under vmap, jit(vmap) and lax.map."""
+    stacked = jax.tree.map(lambda *xs: jnp.stack(xs), mlp_init(0), mlp_init(1))  # (2, ...)
+    shifts = jnp.array([[0.5, -1.0, 2.0, 0.0, 1.0], [-2.0, 0.3, 0.0, 1.5, -0.7]])  # (2, 5)
+    scales = jnp.array([1, 3], jnp.int32)  # (2,)
+
+    def per_seed(params, shift, scale):
+        apply_fn = lambda p, x: mlp_apply(p, jax.nn.relu(x - shift[None, :]) * scale)
+        return criteria.synflow(apply_fn, (5,))(params)
+
+    args = (stacked, shifts, scales)
+    loop = [per_seed(*jax.tree.map(lambda a, i=i: a[i], args)) for i in range(2)]
+    assert not np.allclose(loop[0]["fc0"]["kernel"], loop[1]["fc0"]["kernel"])
+    for run in (jax.vmap(per_seed), jax.jit(jax.vmap(per_seed)),
+                jax.jit(lambda *a: jax.lax.map(lambda b: per_seed(*b), a))):
+        got = run(*args)
+        for i, ref in enumerate(loop):
+            jax.tree.map(lambda g, r, i=i: np.testing.assert_allclose(g[i], r, rtol=1e-6),
+                         got, ref)
+
+
 # ---------------------------------------------------------------------------------------------
 # Any pytree: a Flax NNX model through nnx.split / nnx.merge.
 # ---------------------------------------------------------------------------------------------

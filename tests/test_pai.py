@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -139,3 +141,93 @@ def test_synflow_float64_through_max_pooling():
     kernels = [m for p, m in jax.tree_util.tree_leaves_with_path(mask) if p[-1].key == "kernel"]
     assert sum(int((~np.asarray(m)).sum()) for m in kernels) == round(
         0.9 * sum(m.size for m in kernels))
+
+
+class _TinyBN(nn.Module):
+    """conv -> batch norm -> relu -> global mean -> dense: the smallest batch-norm model."""
+
+    @nn.compact
+    def __call__(self, x, *, train=False):
+        x = nn.Conv(4, (3, 3), name="conv")(x)
+        x = nn.relu(nn.BatchNorm(use_running_average=not train, name="conv_bn")(x))
+        return nn.Dense(3, name="fc")(jnp.mean(x, axis=(1, 2)))
+
+
+@pytest.mark.parametrize("strategy", ["vmap", "map", "chunked", "loop", "auto"])
+def test_synflow_on_a_batch_norm_model_under_every_strategy(strategy):
+    """Regression: SynFlow's float64 custom_vmap closed over the per-seed batch statistics and
+    failed under vmap (``"vmap"``, and ``"auto"``, whose rule traces vmap) with an
+    AssertionError inside jax. Every strategy must give the per-seed masks of ``prune``."""
+    model, shape, seeds = _TinyBN(), (4, 4, 2), [0, 1]
+    variables = pai.init_seeds(model, shape, seeds)
+    rng = np.random.default_rng(0)  # distinct running statistics per seed and channel, (2, 4)
+    variables["batch_stats"] = {"conv_bn": {"mean": jnp.asarray(rng.normal(size=(2, 4)) / 4,
+                                                                jnp.float32),
+                                            "var": jnp.asarray(rng.uniform(0.2, 4, (2, 4)),
+                                                               jnp.float32)}}
+    batches = (jnp.zeros((2, 2, *shape)), jnp.zeros((2, 2), jnp.int32))  # unused by SynFlow
+    stacked = pai.prune_seeds(model, variables, batches, seeds, "synflow", 0.5, rounds=2,
+                              strategy=strategy)
+    one = lambda tree, i: jax.tree.map(lambda a: a[i], tree)
+    for i in range(len(seeds)):
+        ref = pai.prune(model, one(variables, i), "synflow", 0.5, input_shape=shape, rounds=2)
+        jax.tree.map(np.testing.assert_array_equal, one(stacked, i), ref)
+    # the statistics matter: seed 1 pruned with seed 0's statistics gets another mask
+    swapped = dict(one(variables, 1), batch_stats=one(variables, 0)["batch_stats"])
+    other = pai.prune(model, swapped, "synflow", 0.5, input_shape=shape, rounds=2)
+    assert not all(jax.tree.leaves(jax.tree.map(np.array_equal, other, one(stacked, 1))))
+
+
+@contextlib.contextmanager
+def _compilations():
+    """Count XLA compilations and jit traces inside the block (``jax.monitoring`` events)."""
+    counts = {"compiles": 0, "traces": 0}
+    events = {"/jax/core/compile/backend_compile_duration": "compiles",
+              "/jax/core/compile/jaxpr_trace_duration": "traces"}
+
+    def listener(event, duration, **kwargs):
+        if event in events:
+            counts[events[event]] += 1
+
+    jax.monitoring.register_event_duration_secs_listener(listener)
+    try:
+        yield counts
+    finally:
+        jax.monitoring.unregister_event_duration_listener(listener)
+
+
+@pytest.mark.parametrize(("method", "kw"), [
+    ("snip", {}),
+    ("synflow", {"rounds": 3}),
+    ("magnitude", {"allocation": "erk"}),
+    ("random", {"allocation": {("fc1", "kernel"): 0.5}, "keep_dense": [("fc3", "kernel")]}),
+])
+def test_prune_seeds_compiles_once_for_any_seeds_and_sparsity(setup, method, kw):
+    """Seeds, variables, batches and the sparsity are arguments of one compiled program."""
+    model, _, _, seeds, variables, batches = setup
+    pai.prune_seeds(model, variables, batches, seeds, method, 0.9, **kw)
+    other = pai.init_seeds(model, SHAPE, [7, 8, 9])
+    for s, v, sparsity in [([7, 8, 9], other, 0.9), (seeds, variables, 0.5),
+                           ([7, 8, 9], other, 0.99)]:
+        with _compilations() as counts:
+            got = pai.prune_seeds(model, v, batches, s, method, sparsity, **kw)
+            jax.block_until_ready(got)
+        assert counts == {"compiles": 0, "traces": 0}, (s, sparsity)
+    # ... and computes what a fresh per-network prune computes
+    i = 1
+    ref = pai.prune(model, jax.tree.map(lambda a: a[i], other), method, 0.99, input_shape=SHAPE,
+                    batch=(batches[0][i], batches[1][i]), key=jax.random.fold_in(
+                        jax.random.PRNGKey(8), 3), **kw)
+    jax.tree.map(lambda a, b: np.testing.assert_array_equal(a[i], b), got, ref)
+
+
+def test_prune_reuses_compiled_programs_across_calls_and_sparsities(setup):
+    model, _, _, _, variables, batches = setup
+    one = jax.tree.map(lambda a: a[0], variables)
+    batch = (batches[0][0], batches[1][0])
+    for method, kw in [("snip", {}), ("synflow", {"rounds": 3})]:
+        pai.prune(model, one, method, 0.9, input_shape=SHAPE, batch=batch, **kw)
+        with _compilations() as counts:
+            for sparsity in (0.9, 0.5):
+                pai.prune(model, one, method, sparsity, input_shape=SHAPE, batch=batch, **kw)
+        assert counts["compiles"] == 0, method

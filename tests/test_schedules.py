@@ -100,7 +100,7 @@ def test_pruned_weights_are_never_revived():
 
 
 @pytest.mark.filterwarnings("ignore::jaxprune.masks.LayerCollapseWarning")  # sparsity 1.0 etc.
-def test_one_trace_for_100_rounds_and_exact_counts():
+def test_one_trace_for_100_rounds_and_every_sparsity_and_exact_counts():
     traces = []
     base = criteria.magnitude()
 
@@ -109,10 +109,37 @@ def test_one_trace_for_100_rounds_and_exact_counts():
         return base(p)
 
     for sparsity in (0.0, 0.5, 0.99, 1.0):
-        traces.clear()
         mask = schedules.prune_iteratively(counting, PARAMS, sparsity, rounds=100)
-        assert len(traces) == 1
         assert _num_pruned(mask) == round(sparsity * N)
+    assert len(traces) == 1  # the keep counts are arguments of one compiled loop
+    schedules.prune_iteratively(counting, PARAMS, 0.3, rounds=50)
+    assert len(traces) == 2  # the number of rounds is a shape: a new program
+
+
+def test_eager_prune_synflow_traces_its_loop_once_for_every_call_and_sparsity():
+    calls = []
+
+    def apply_fn(p, x):
+        calls.append(1)  # runs at trace time only
+        return _apply(p, x)
+
+    first = schedules.prune_synflow(PARAMS, 0.9, apply_fn=apply_fn, input_shape=(4,), rounds=5)
+    traced = len(calls)
+    again = schedules.prune_synflow(PARAMS, 0.9, apply_fn=apply_fn, input_shape=(4,), rounds=5)
+    other = schedules.prune_synflow(PARAMS, 0.5, apply_fn=apply_fn, input_shape=(4,), rounds=5)
+    assert len(calls) == traced  # no new trace, hence no new compilation
+    jax.tree.map(np.testing.assert_array_equal, first, again)
+    assert _num_pruned(other) == round(0.5 * N)
+
+
+def test_prune_by_keep_counts_is_prune_iteratively_and_takes_traced_counts():
+    mag = criteria.magnitude()
+    n_keep = N - schedules.removal_counts(schedules.linear_schedule(0.8, 4), N)  # (4,)
+    ref = schedules.prune_iteratively(mag, PARAMS, 0.8, rounds=4, schedule="linear")
+    got = jax.jit(lambda c: schedules.prune_by_keep_counts(mag, PARAMS, c))(n_keep)
+    jax.tree.map(np.testing.assert_array_equal, got, ref)
+    with pytest.raises(ValueError, match=r"keep_counts must be a \(rounds,\) array"):
+        schedules.prune_by_keep_counts(mag, PARAMS, 3)
 
 
 def test_prune_synflow_and_keyed_rounds():

@@ -43,7 +43,9 @@ def synflow(
     Batch norm: ``apply_fn`` must run the model in eval mode (running statistics), as the
     reference does (``model.eval()`` by default). The reference also takes the absolute value of
     buffers (running means); here only what is in ``params`` is made non-negative; at
-    initialization running means are 0, so this is the same.
+    initialization running means are 0, so this is the same. ``apply_fn`` may close over such
+    arrays, also when they are vmapped along with ``params`` (a stack of inits, one set of
+    running statistics each): they are passed to the float64 part as arguments.
 
     Args:
       apply_fn: ``apply_fn(params, x) -> outputs`` for a batch ``x`` of shape (1, *input_shape).
@@ -88,18 +90,41 @@ def synflow(
     # float64 inside, params' dtypes outside. A transformation applied to an already-traced
     # function (vmap of a jit, of a fori_loop body, ...) re-processes its equations after the
     # local x64 context has exited, which breaks float64 code; custom_vmap makes every vmap
-    # re-trace `_scores` under jax.vmap INSIDE the context instead.
-    scores_x64 = custom_batching.custom_vmap(_scores)
-
-    @scores_x64.def_vmap
-    def _vmap_rule(axis_size: int, in_batched: list, params: PyTree) -> tuple[PyTree, PyTree]:
-        axes = jax.tree.map(lambda b: 0 if b else None, in_batched[0])
-        with jax.enable_x64(True):
-            out = jax.vmap(_scores, in_axes=(axes,), axis_size=axis_size)(params)
-        return out, jax.tree.map(lambda _: True, out)
-
+    # batch `_scores` under jax.vmap INSIDE the context instead. custom_vmap must not close over
+    # batched values (it asserts that its closure is unbatched), yet `apply_fn` may close over
+    # per-seed arrays (a batch-norm model's running statistics, vmapped with the params), so
+    # `_scores` is traced once and every array it closes over is passed as an explicit argument.
     def score_fn(params: PyTree, *, batch: Any = None, key: jax.Array | None = None) -> PyTree:
         with jax.enable_x64(True):
-            return scores_x64(params)
+            scores, consts = _hoist_closure(_scores, params)
+            scores_x64 = custom_batching.custom_vmap(scores)
+
+            @scores_x64.def_vmap
+            def _vmap_rule(
+                axis_size: int, in_batched: list, consts: list, params: PyTree
+            ) -> tuple[PyTree, PyTree]:
+                axes = tuple(jax.tree.map(lambda b: 0 if b else None, in_batched))
+                with jax.enable_x64(True):
+                    out = jax.vmap(scores, in_axes=axes, axis_size=axis_size)(consts, params)
+                return out, jax.tree.map(lambda _: True, out)
+
+            return scores_x64(consts, params)
 
     return compiled(score_fn)
+
+
+def _hoist_closure(fn: Callable[..., PyTree], *args: Any) -> tuple[Callable[..., PyTree], list]:
+    """``(g, consts)`` with ``g(consts, *args) == fn(*args)`` and no array in ``g``'s closure.
+
+    ``fn`` is traced once (for the shapes of ``args``); every array its trace closes over, traced
+    or not, whatever its dtype, becomes an entry of ``consts``. (``jax.closure_convert`` hoists
+    only values that may carry a tangent, which leaves e.g. integer per-seed arrays behind.)
+    """
+    closed, out_shape = jax.make_jaxpr(fn, return_shape=True)(*args)
+    out_tree = jax.tree.structure(out_shape)
+
+    def g(consts: list, *args: Any) -> PyTree:
+        out = jax.core.eval_jaxpr(closed.jaxpr, consts, *jax.tree.leaves(args))
+        return jax.tree.unflatten(out_tree, out)
+
+    return g, list(closed.consts)

@@ -16,6 +16,7 @@ arXiv:2002.07376, SynFlow arXiv:2006.05467.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, NamedTuple
@@ -76,6 +77,8 @@ def prune(
     """Prune one network at initialization; returns a bool mask mirroring ``variables["params"]``.
 
     Jittable and vmappable over ``variables``, ``batch`` and ``key`` (``sparsity`` is static).
+    Called eagerly, it reuses the compiled scoring and masking programs of earlier calls with the
+    same model, method and shapes, whatever the variables or the sparsity.
 
     Args:
       model: the Flax module.
@@ -96,29 +99,74 @@ def prune(
     """
     check_method(method)
     params, model_state = split_variables(variables)
-    apply_fn, loss_fn = model_fns(model, model_state)
-    rounds = DEFAULT_ROUNDS.get(method, 1) if rounds is None else rounds
-    if method == "synflow":
-        score_fn = criteria.get("synflow", apply_fn=apply_fn, input_shape=tuple(input_shape))
-    elif method in ("snip", "iterative_snip"):
-        score_fn = criteria.get("snip", loss_fn=loss_fn)
-    elif method == "grasp":
-        temp_loss = criteria.softmax_xent_with_temperature(apply_fn, grasp_temperature)
-        score_fn = criteria.get("grasp", loss_fn=temp_loss)
-    else:
-        score_fn = criteria.get(method)
+    rounds = _rounds(method, rounds)
+    score_fn = _score_fn(model, method, tuple(input_shape), grasp_temperature)
+    data = (model_state, batch)  # score_fn's batch: the model state travels as an argument
     if rounds > 1:
-        if allocation != "global":
-            raise ValueError(
-                f"{method} with {rounds} rounds prunes globally; allocation={allocation!r} needs "
-                "rounds=1"
-            )
+        _check_global(method, rounds, allocation)
         return schedules.prune_iteratively(
-            score_fn, params, sparsity, rounds=rounds, schedule="exponential", batch=batch,
+            score_fn, params, sparsity, rounds=rounds, schedule="exponential", batch=data,
             key=key, keep_dense=keep_dense,
         )
-    scores = score_fn(params, batch=batch, key=key)
+    scores = score_fn(params, batch=data, key=key)
     return _allocation.mask_by_allocation(scores, sparsity, allocation, keep_dense=keep_dense)
+
+
+def _rounds(method: str, rounds: int | None) -> int:
+    return DEFAULT_ROUNDS.get(method, 1) if rounds is None else rounds
+
+
+def _check_global(method: str, rounds: int, allocation: Any) -> None:
+    if not (isinstance(allocation, str) and allocation == "global"):
+        raise ValueError(
+            f"{method} with {rounds} rounds prunes globally; allocation={allocation!r} needs "
+            "rounds=1"
+        )
+
+
+def _cached(factory: Any) -> Any:
+    """``functools.lru_cache(factory)`` that calls ``factory`` uncached on unhashable arguments
+    (a Flax module with a list field), so caching never changes what is computed."""
+    cached = functools.lru_cache(maxsize=32)(factory)
+
+    @functools.wraps(factory)
+    def get(*args: Any) -> Any:
+        try:
+            hash(args)
+        except TypeError:
+            return factory(*args)
+        return cached(*args)
+
+    return get
+
+
+@_cached
+def _score_fn(
+    model: nn.Module, method: str, input_shape: tuple[int, ...], grasp_temperature: float
+) -> criteria.ScoreFn:
+    """The criterion of ``method`` for ``model`` in eval mode, as ONE object for every network:
+    ``score_fn(params, *, batch=(model_state, data_batch), key)``.
+
+    The model state (batch statistics) is an argument rather than a closure, so the compiled
+    scoring program (and ``schedules.prune_iteratively``'s compiled loop, cached on this object)
+    is reused by every later call with the same model, method and shapes.
+    """
+
+    def score_fn(params: PyTree, *, batch: Any = None, key: jax.Array | None = None) -> PyTree:
+        model_state, data = batch
+        apply_fn, loss_fn = model_fns(model, model_state)
+        if method == "synflow":
+            crit = criteria.get("synflow", apply_fn=apply_fn, input_shape=input_shape)
+        elif method in ("snip", "iterative_snip"):
+            crit = criteria.get("snip", loss_fn=loss_fn)
+        elif method == "grasp":
+            temp_loss = criteria.softmax_xent_with_temperature(apply_fn, grasp_temperature)
+            crit = criteria.get("grasp", loss_fn=temp_loss)
+        else:
+            crit = criteria.get(method)
+        return crit(params, batch=data, key=key)
+
+    return jax.jit(score_fn)
 
 
 def compression_to_sparsity(compression: float) -> float:
@@ -173,27 +221,115 @@ def prune_seeds(
     sparsity: float,
     *,
     strategy: str = "auto",
-    **prune_kwargs: Any,
+    allocation: str | Mapping[Sequence[str], float] = "global",
+    keep_dense: Iterable[Sequence[str]] = (),
+    rounds: int | None = None,
+    grasp_temperature: float = 200.0,
 ) -> PyTree:
     """Prune every network of a stack in one compiled call: masks ``(S, ...)``.
 
     The multi-seed engine (:mod:`jaxprune.seeds`) picks how: on CPU ``vmap`` would turn per-seed
     conv weights into slow grouped convolutions, so ``strategy="auto"`` loops or ``lax.map``-s
-    there; on accelerators it vmaps. Masks are identical to a per-seed loop.
+    there; on accelerators it vmaps. Masks are identical to a per-seed loop of :func:`prune`.
+
+    Compilation: the program depends on the model, the method, the kind of budget (global,
+    per layer, or ``rounds``), ``keep_dense`` and the shapes, not on the seeds or the sparsity:
+    the sparsity enters as traced keep counts (computed here in Python, exactly as :func:`prune`
+    computes them). Later calls that differ only in seeds, variables, batches, sparsity or the
+    allocation's layer budget reuse the compiled program.
 
     Args:
       model: the Flax module.
       variables: stacked variables ``(S, ...)`` (:func:`init_seeds`).
       batches: stacked scoring batches ``(S, B, ...)``, ``(S, B)`` (:func:`score_batches`).
       seeds: the S seeds; ``random`` draws with ``fold_in(PRNGKey(s), 3)``.
-      method, sparsity, **prune_kwargs: as for :func:`prune` (``input_shape`` is inferred).
+      method, sparsity, allocation, keep_dense, rounds, grasp_temperature: as for :func:`prune`
+        (``input_shape`` is inferred).
       strategy: a :data:`jaxprune.seeds.STRATEGIES` name.
     """
+    check_method(method)
+    rounds = _rounds(method, rounds)
+    if rounds > 1:
+        _check_global(method, rounds, allocation)
     input_shape = tuple(batches[0].shape[2:])
     keys = jnp.stack([jax.random.fold_in(jax.random.PRNGKey(int(s)), 3) for s in seeds])
-    fn = lambda v, b, k: prune(model, v, method, sparsity, input_shape=input_shape, batch=b,
-                               key=k, **prune_kwargs)
-    return _seeds.map_stacked(fn, variables, batches, keys, strategy=strategy)
+    one = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape[1:], a.dtype), variables["params"])
+    counts = keep_counts(one, sparsity, allocation, keep_dense=keep_dense, rounds=rounds)
+    dense = tuple(tuple(p) for p in keep_dense)
+    kind = "rounds" if rounds > 1 else "global" if allocation == "global" else "layer"
+    fn = _prune_one(model, method, input_shape, kind, dense, grasp_temperature)
+    return _seeds.map_stacked(
+        fn, variables, batches, keys, counts, in_axes=(0, 0, 0, None), strategy=strategy
+    )
+
+
+def keep_counts(
+    params: PyTree,
+    sparsity: float,
+    allocation: str | Mapping[Sequence[str], float] = "global",
+    *,
+    keep_dense: Iterable[Sequence[str]] = (),
+    rounds: int = 1,
+) -> jax.Array:
+    """How many prunable weights :func:`prune` keeps, as an int32 array (only shapes are read).
+
+    ``rounds > 1``: (rounds,) kept after each exponential round (``schedules.removal_counts``).
+    ``"global"``: () kept in total (``masks.num_to_remove``). Otherwise: (L,) kept in each of the
+    L prunable leaves, tree-flatten order, from the allocation's per-layer removal counts.
+    """
+    paths, leaves, flags, _ = masks._prunable_flags(params, None, keep_dense)
+    sizes = {p: int(np.prod(np.shape(x), dtype=np.int64))
+             for p, x, f in zip(paths, leaves, flags, strict=True) if f}
+    n = sum(sizes.values())
+    if rounds > 1:
+        sparsities = schedules.exponential_schedule(sparsity, rounds)
+        return jnp.asarray(n - schedules.removal_counts(sparsities, n), jnp.int32)
+    if isinstance(allocation, str) and allocation == "global":
+        return jnp.asarray(n - masks.num_to_remove(n, sparsity), jnp.int32)
+    if isinstance(allocation, Mapping):
+        removed = _allocation.allocate_by_map(params, allocation, default=sparsity,
+                                              keep_dense=keep_dense)
+    else:
+        removed = _allocation.get(allocation)(params, sparsity, keep_dense=keep_dense)
+    return jnp.asarray([size - removed[p] for p, size in sizes.items()], jnp.int32)
+
+
+@_cached
+def _prune_one(
+    model: nn.Module,
+    method: str,
+    input_shape: tuple[int, ...],
+    kind: str,
+    keep_dense: tuple[tuple[str, ...], ...],
+    grasp_temperature: float,
+) -> Any:
+    """``one(variables, batch, key, counts) -> mask``: :func:`prune` with the sparsity given as
+    traced :func:`keep_counts`, one function object per configuration (so the multi-seed
+    engine's compiled programs are reused)."""
+    score_fn = _score_fn(model, method, input_shape, grasp_temperature)
+
+    def one(variables: PyTree, batch: Any, key: jax.Array, counts: jax.Array) -> PyTree:
+        params, model_state = split_variables(variables)
+        data = (model_state, batch)
+        if kind == "rounds":
+            return schedules.prune_by_keep_counts(
+                score_fn, params, counts, batch=data, key=key, keep_dense=keep_dense
+            )
+        scores = score_fn(params, batch=data, key=key)
+        _, leaves, flags, treedef = masks._prunable_flags(scores, None, keep_dense)
+        flat = [jnp.ravel(x) for x, f in zip(leaves, flags, strict=True) if f]
+        if not sum(x.size for x in flat):  # nothing to prune
+            kept = [jnp.ones(x.shape, jnp.bool_) for x in flat]
+        elif kind == "global":  # as masks.mask_by_topk
+            kept = masks._global_keep(flat, counts)
+        else:  # as masks.mask_by_layer_topk
+            kept = [masks._keep_top(x, counts[i]) for i, x in enumerate(flat)]
+        kept = iter(kept)
+        out = [next(kept).reshape(jnp.shape(x)) if f else jnp.ones(jnp.shape(x), jnp.bool_)
+               for x, f in zip(leaves, flags, strict=True)]
+        return jax.tree_util.tree_unflatten(treedef, out)
+
+    return one
 
 
 def mask_reports(
