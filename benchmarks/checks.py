@@ -48,28 +48,29 @@ def prune_seeds_recompiles(n: int = 4) -> dict[str, Any]:
         "first_call_s": first_s,
         "second_call_s": second_s,
         "map_stacked_same_fn_median_s": statistics.median(steady),
-        "cause": "prune_seeds builds a new lambda per call; seeds.map_stacked caches programs "
-                 "(and the auto rule's two traces) on the function object",
     }
 
 
 def sparsity_recompiles() -> dict[str, Any]:
-    """A new sparsity: how many compiles for ``pai.prune`` and for ``masks.mask_by_topk``?"""
-    variables, batches, keys = W.score_inputs(MLP, 1)
-    v, b, k = seeds.unstack(variables, 0), seeds.unstack(batches, 0), keys[0]
+    """A new sparsity: compiles of ``pai.prune_seeds``, eager ``pai.prune``, ``mask_by_topk``."""
     model = models.get(MLP)
+    variables, batches, keys = W.score_inputs(MLP, 2)
+    v, b, k = seeds.unstack(variables, 0), seeds.unstack(batches, 0), keys[0]
     out = {}
-    for s in (0.5, 0.8):
-        f = jax.jit(lambda v, b, k, s=s: pai.prune(model, v, "snip", s, input_shape=(28, 28, 1),
-                                                   batch=b, key=k))
-        _, d = _timed(lambda f=f: f(v, b, k))
-        out[f"pai.prune_sparsity_{s}_compiles"] = d["compiles"]
+    for method in ("snip", "synflow"):
+        rounds = {"rounds": 10} if method == "synflow" else {}
+        for s in (0.5, 0.8):
+            _, d = _timed(lambda s=s, m=method, r=rounds: pai.prune_seeds(
+                model, variables, batches, [0, 1], m, s, **r))
+            out[f"prune_seeds_{method}_sparsity_{s}_compiles"] = d["compiles"]
+        for s in (0.5, 0.8):
+            _, d = _timed(lambda s=s, m=method, r=rounds: pai.prune(
+                model, v, m, s, input_shape=(28, 28, 1), batch=b, key=k, **r))
+            out[f"prune_{method}_sparsity_{s}_compiles"] = d["compiles"]
     scores = jax.tree.map(jnp.abs, v["params"])
     masks.mask_by_topk(scores, 0.5)
     _, d = _timed(lambda: masks.mask_by_topk(scores, 0.8))
     out["mask_by_topk_new_sparsity_compiles"] = d["compiles"]
-    out["cause"] = ("sparsity is a static Python float in pai.prune/prune_iteratively "
-                    "(keep counts are baked in as constants); mask_by_topk passes n_keep traced")
     return out
 
 
@@ -98,13 +99,13 @@ def eager_prune_iteratively_recompiles() -> dict[str, Any]:
     model = models.get(MLP)
     params = W.init_variables(MLP, 0)["params"]
     apply_fn = lambda p, x: model.apply({"params": p}, x)
-    call = lambda: schedules.prune_synflow(params, 0.9, apply_fn=apply_fn,
-                                           input_shape=(28, 28, 1), rounds=10)
-    _timed(call)
-    s, d = _timed(call)
-    return {"second_call_compiles": d["compiles"], "second_call_s": s,
-            "cause": "prune_iteratively wraps its loop in a fresh jax.jit on every call "
-                     "(fine under an outer jit, a recompile when called eagerly)"}
+    call = lambda s: schedules.prune_synflow(params, s, apply_fn=apply_fn,
+                                             input_shape=(28, 28, 1), rounds=10)
+    _timed(lambda: call(0.9))
+    s_same, d_same = _timed(lambda: call(0.9))
+    s_new, d_new = _timed(lambda: call(0.99))
+    return {"second_call_compiles": d_same["compiles"], "second_call_s": s_same,
+            "new_sparsity_compiles": d_new["compiles"], "new_sparsity_s": s_new}
 
 
 def bool_masks() -> dict[str, Any]:
