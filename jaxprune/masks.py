@@ -310,7 +310,13 @@ def _select_top(key: jax.Array, eligible: jax.Array, k: jax.Array) -> jax.Array:
     above = eligible & (key > t)
     ties = eligible & (key == t)
     room = k - jnp.sum(above, dtype=jnp.int32)
-    return above | (ties & (jnp.cumsum(ties, dtype=jnp.int32) <= room))
+    # The index-ordered cut through the ties (a cumsum, ~1/3 of the time on XLA:CPU) is only
+    # needed when some of them must go; with continuous scores there is usually one tie.
+    return jax.lax.cond(
+        room >= jnp.sum(ties, dtype=jnp.int32),
+        lambda: above | ties,
+        lambda: above | (ties & (jnp.cumsum(ties, dtype=jnp.int32) <= room)),
+    )
 
 
 def _keep_top(
