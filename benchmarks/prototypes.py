@@ -18,6 +18,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import types
 from collections.abc import Iterator
 
@@ -27,6 +28,7 @@ import jax.numpy as jnp
 from jax import lax
 
 from jaxprune import masks as _masks
+from jaxprune import schedules as _schedules
 
 # ---------------------------------------------------------------------------------------------
 # 1. Sort-free exact top-k.
@@ -36,15 +38,17 @@ from jaxprune import masks as _masks
 _SORT_JITS: list = []
 
 
-def _sort_jits(global_keep):
-    """One pair of jits for the whole process, so re-entering the block never recompiles."""
+def _sort_jits(global_keep, rounds_program):
+    """The swapped-in jits, made once per process so re-entering the block never recompiles."""
     if not _SORT_JITS:
         # A copy of the Python function, not just a new jit of it: jax caches traces on the
         # function object, so jit(global_keep.__wrapped__) would reuse the library's trace.
         f = global_keep.__wrapped__
         copy = types.FunctionType(f.__code__, f.__globals__, f.__name__, f.__defaults__,
                                   f.__closure__)
-        _SORT_JITS.extend([jax.jit(copy), jax.jit(_masks._keep_top_sort)])
+        # The iterative loop is cached per score_fn; a second cache makes new jit objects.
+        rounds = functools.lru_cache(maxsize=32)(rounds_program.__wrapped__)
+        _SORT_JITS.extend([jax.jit(copy), jax.jit(_masks._keep_top_sort), rounds])
     return tuple(_SORT_JITS)
 
 
@@ -54,16 +58,20 @@ def sort_topk() -> Iterator[None]:
 
     Functions traced inside the block keep the sorting top-k in their compiled programs.
     ``masks._global_keep`` (a module-level ``jit``, cached by shape) is swapped for a ``jit`` of
-    a copy of its function, so a trace made outside the block is never reused inside it (jax
-    caches traces per Python function) or vice versa.
+    a copy of its function, and ``schedules._rounds_program`` (the iterative loop, cached per
+    score function) for a second cache, so a trace made outside the block is never reused inside
+    it (jax caches traces per Python function) or vice versa.
     """
-    old = _masks._keep_top, _masks._global_keep, _masks._keep_top_compiled
+    old = (_masks._keep_top, _masks._global_keep, _masks._keep_top_compiled,
+           _schedules._rounds_program)
     _masks._keep_top = _masks._keep_top_sort
-    _masks._global_keep, _masks._keep_top_compiled = _sort_jits(old[1])
+    (_masks._global_keep, _masks._keep_top_compiled,
+     _schedules._rounds_program) = _sort_jits(old[1], old[3])
     try:
         yield
     finally:
-        _masks._keep_top, _masks._global_keep, _masks._keep_top_compiled = old
+        (_masks._keep_top, _masks._global_keep, _masks._keep_top_compiled,
+         _schedules._rounds_program) = old
 
 
 # ---------------------------------------------------------------------------------------------
