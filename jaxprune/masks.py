@@ -405,17 +405,42 @@ def mask_by_topk(
     """
     s = check_sparsity(sparsity)
     check_finite_scores(scores, prunable=prunable, keep_dense=keep_dense)
-    paths, leaves, flags, treedef = _prunable_flags(scores, prunable, keep_dense)
-    pr = [jnp.ravel(leaf) for leaf, f in zip(leaves, flags, strict=True) if f]
-    n = sum(int(x.shape[0]) for x in pr)
-    out = [jnp.ones(jnp.shape(leaf), jnp.bool_) for leaf in leaves]
+    _, leaves, flags, _ = _prunable_flags(scores, prunable, keep_dense)
+    n = sum(int(np.prod(jnp.shape(x), dtype=np.int64)) for x, f in zip(leaves, flags, strict=True)
+            if f)
     if n == 0:
-        return jax.tree_util.tree_unflatten(treedef, out)
-    kept = iter(_global_keep(pr, jnp.int32(n - num_to_remove(n, s))))
-    for i, (leaf, f) in enumerate(zip(leaves, flags, strict=True)):
-        if f:
-            out[i] = next(kept).reshape(jnp.shape(leaf))
-    return warn_if_collapsed(jax.tree_util.tree_unflatten(treedef, out), flags)
+        return jax.tree.map(lambda x: jnp.ones(jnp.shape(x), jnp.bool_), scores)
+    mask = mask_by_keep_counts(scores, jnp.int32(n - num_to_remove(n, s)), per_layer=False,
+                               prunable=prunable, keep_dense=keep_dense)
+    return warn_if_collapsed(mask, flags)
+
+
+def mask_by_keep_counts(
+    scores: PyTree,
+    keep: jax.Array,
+    *,
+    per_layer: bool,
+    prunable: Predicate | None = None,
+    keep_dense: Iterable[Sequence[str | int]] = (),
+) -> PyTree:
+    """The traceable core of :func:`mask_by_topk` and :func:`mask_by_layer_topk`: no checks.
+
+    ``keep`` is how many prunable weights to keep: one int overall (``per_layer=False``, global
+    top-k) or an (L,) int array, one count per prunable leaf in tree-flatten order. Counts may be
+    traced (one compiled program for every sparsity); ties as in :func:`mask_by_topk`.
+    """
+    _, leaves, flags, treedef = _prunable_flags(scores, prunable, keep_dense)
+    flat = [jnp.ravel(x) for x, f in zip(leaves, flags, strict=True) if f]
+    if not flat:
+        kept = []
+    elif per_layer:
+        kept = [_keep_top_compiled(x, keep[i]) for i, x in enumerate(flat)]
+    else:
+        kept = _global_keep(flat, keep)
+    kept = iter(kept)
+    out = [next(kept).reshape(jnp.shape(x)) if f else jnp.ones(jnp.shape(x), jnp.bool_)
+           for x, f in zip(leaves, flags, strict=True)]
+    return jax.tree_util.tree_unflatten(treedef, out)
 
 
 @jax.jit
@@ -464,18 +489,18 @@ def mask_by_layer_topk(
             f"missing {sorted(map(str, expected - set(counts)))}, "
             f"unexpected {sorted(map(str, set(counts) - expected))}"
         )
-    out = []
+    keep = []
     for path, leaf, f in zip(paths, leaves, flags, strict=True):
         if not f:
-            out.append(jnp.ones(jnp.shape(leaf), jnp.bool_))
             continue
         size = int(np.prod(jnp.shape(leaf), dtype=np.int64))
         c = counts[path]
         if isinstance(c, jax.core.Tracer) or not (0 <= int(c) <= size):
             raise ValueError(f"num_remove[{path}] must be a static int in [0, {size}], got {c!r}")
-        keep = _keep_top_compiled(jnp.ravel(leaf), jnp.int32(size - int(c)))
-        out.append(keep.reshape(jnp.shape(leaf)))
-    return warn_if_collapsed(jax.tree_util.tree_unflatten(treedef, out), flags)
+        keep.append(size - int(c))
+    mask = mask_by_keep_counts(scores, jnp.asarray(keep, jnp.int32), per_layer=True,
+                               prunable=prunable, keep_dense=keep_dense)
+    return warn_if_collapsed(mask, flags)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -95,6 +95,12 @@ def stack(trees: Sequence[PyTree]) -> PyTree:
                 f"stack needs trees of one structure: trees[0] is {first}, "
                 f"trees[{i}] is {jax.tree.structure(t)}"
             )
+    return _stack_jit(trees)
+
+
+@jax.jit
+def _stack_jit(trees: list[PyTree]) -> PyTree:
+    """All leaves stacked in one compiled dispatch (not one ``jnp.stack`` call per leaf)."""
     return jax.tree.map(lambda *xs: jnp.stack(xs), *trees)
 
 
@@ -406,11 +412,6 @@ def _single(fn: Callable, treedef: Any, flags: tuple) -> Callable[[list, list, j
     return jax.jit(one)
 
 
-@jax.jit
-def _stack_jit(trees: list[PyTree]) -> PyTree:
-    return jax.tree.map(lambda *xs: jnp.stack(xs), *trees)
-
-
 def map_stacked(
     fn: Callable[..., PyTree],
     *args: Any,
@@ -448,7 +449,7 @@ def map_stacked(
         strategy = _auto(fn, treedef, flags, mapped, shared, chunk_size, devs)
     if strategy == "loop":
         single = _single(fn, treedef, flags)
-        return _stack_jit([single(mapped, shared, jnp.int32(i)) for i in range(n)])
+        return stack([single(mapped, shared, jnp.int32(i)) for i in range(n)])
     chunk = DEFAULT_CHUNK_SIZE if chunk_size is None else chunk_size
     return _program(fn, strategy, chunk, treedef, flags, devs)(mapped, shared)
 

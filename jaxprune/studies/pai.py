@@ -316,18 +316,8 @@ def _prune_one(
                 score_fn, params, counts, batch=data, key=key, keep_dense=keep_dense
             )
         scores = score_fn(params, batch=data, key=key)
-        _, leaves, flags, treedef = masks._prunable_flags(scores, None, keep_dense)
-        flat = [jnp.ravel(x) for x, f in zip(leaves, flags, strict=True) if f]
-        if not sum(x.size for x in flat):  # nothing to prune
-            kept = [jnp.ones(x.shape, jnp.bool_) for x in flat]
-        elif kind == "global":  # as masks.mask_by_topk
-            kept = masks._global_keep(flat, counts)
-        else:  # as masks.mask_by_layer_topk
-            kept = [masks._keep_top(x, counts[i]) for i, x in enumerate(flat)]
-        kept = iter(kept)
-        out = [next(kept).reshape(jnp.shape(x)) if f else jnp.ones(jnp.shape(x), jnp.bool_)
-               for x, f in zip(leaves, flags, strict=True)]
-        return jax.tree_util.tree_unflatten(treedef, out)
+        return masks.mask_by_keep_counts(scores, counts, per_layer=kind == "layer",
+                                         keep_dense=keep_dense)
 
     return one
 
