@@ -218,3 +218,27 @@ def test_keep_top_matches_python_reference(dtype, with_alive):
                 want = _keep_top_reference(np.asarray(x), k, alive)
             np.testing.assert_array_equal(np.asarray(got), want, err_msg=f"trial {trial}, k={k}")
             assert int(np.sum(got)) == k
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_keep_top_many_rows_and_low_word_ties(dtype):
+    """Past one counting row (4096) with padding, and float64 scores that agree in their high
+    32 bits (the search then decides in the low word), against the plain-Python ranking."""
+    rng = np.random.default_rng(1)
+    n = 2 * masks._ROW + 123
+    with jax.enable_x64(dtype == "float64"):
+        fn = jax.jit(masks._keep_top)
+        for trial in range(6):
+            if dtype == "float64" and trial % 2:
+                # 1 + j * 2**-50: equal high words, order decided by the low mantissa bits
+                vals = 1.0 + rng.integers(0, 40, n) * 2.0**-50
+            else:
+                vals = rng.standard_normal(n)
+                vals[rng.random(n) < 0.3] = 0.5  # a block of ties
+            x = jnp.asarray(vals, jnp.dtype(dtype))
+            alive = rng.random(n) < 0.8 if trial >= 3 else None
+            for k in (0, 1, int(rng.integers(2, n)), n):
+                got = fn(x, jnp.int32(k), None if alive is None else jnp.asarray(alive))
+                want = _keep_top_reference(np.asarray(x), k, alive)
+                np.testing.assert_array_equal(np.asarray(got), want,
+                                              err_msg=f"trial {trial}, k={k}")
