@@ -1,11 +1,11 @@
 """Timing, compile/trace accounting, memory and machine facts for the benchmarks.
 
 Timing: :func:`measure` runs a dict of implementations *interleaved* (first calls, then
-``repeats`` rounds in which every implementation runs once, the order rotating each round), so
-peers see the same machine load; it reports the median of the rounds. The first call of each
-implementation is timed apart: ``first_s`` = trace + compile + one run, and ``compile_s`` is what
-XLA reported spending in tracing, lowering and backend compilation during it (``jax.monitoring``
-events), so compile time never leaks into steady-state figures.
+``repeats`` rounds in which every implementation runs once, in a fresh seeded random order
+each round), so peers see the same machine load; it reports the median of the rounds. The
+first call of each implementation is timed apart: ``first_s`` = trace + compile + one run,
+and ``compile_s`` is what XLA reported spending in tracing, lowering and backend compilation
+during it (``jax.monitoring`` events), so compile time never leaks into steady-state figures.
 
 Recompiles: the same events are counted during the steady rounds; a jax implementation that
 compiles or traces again there is reported (``steady_compiles`` > 0) and, with ``strict``,
@@ -30,6 +30,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 import jax
+import numpy as np
 
 _TRACE = "/jax/core/compile/jaxpr_trace_duration"
 _LOWER = "/jax/core/compile/jaxpr_to_mlir_module_duration"
@@ -76,13 +77,17 @@ def block(out: Any) -> Any:
     return jax.block_until_ready(out)
 
 
+# Idle time before every timed call; see ``measure``.
+GAP_S = 0.01
+
+
 def measure(
     impls: Mapping[str, Callable[[], Any]],
     repeats: int,
     *,
     strict: bool = True,
     after_first: Callable[[str, Any], None] | None = None,
-    gap_s: float = 0.05,
+    gap_s: float | None = None,
     min_round_time_s: float = 3.0,
     max_repeats: int = 30,
 ) -> dict[str, dict[str, Any]]:
@@ -90,6 +95,8 @@ def measure(
 
     Args:
       impls: ``{name: thunk}``; names starting with ``jax`` are checked for steady recompiles.
+        A thunk that returns :class:`benchmarks.isolate.Timed` ran in another process and
+        reports its own time (used instead of the round trip measured here).
       repeats: at least this many steady rounds (the median is reported).
       strict: raise if a jax implementation compiles during the steady rounds.
       after_first: ``cb(name, output)`` after each first call (correctness checks).
@@ -104,6 +111,7 @@ def measure(
       ``{name: {first_s, compile_s, first_compiles, steady_s: [...], median_s, min_s,
       steady_compiles, steady_traces}}``.
     """
+    gap_s = GAP_S if gap_s is None else gap_s
     ev = CompileEvents.install()
     res: dict[str, dict[str, Any]] = {}
     for name, fn in impls.items():
@@ -111,7 +119,7 @@ def measure(
         snap = ev.snapshot()
         t0 = time.perf_counter()
         out = block(fn())
-        first = time.perf_counter() - t0
+        first = _own_time(out, time.perf_counter() - t0)
         d = ev.since(snap)
         res[name] = {"first_s": first, "compile_s": d["compile_s"],
                      "first_compiles": d["compiles"], "steady_s": [],
@@ -120,16 +128,21 @@ def measure(
             after_first(name, out)
         del out
     names = list(impls)
+    rng = np.random.default_rng(0)
     spent, r = 0.0, 0
     while r < repeats or (spent < min_round_time_s and r < max_repeats):
-        order = names[r % len(names):] + names[: r % len(names)]  # rotate: no fixed position
+        # A fresh order every round (seeded): no implementation keeps a fixed position or a
+        # fixed predecessor (a rotation keeps the cyclic order, so each implementation always
+        # ran right after the same other one, e.g. jax_multi after the PyTorch loop).
+        order = [names[i] for i in rng.permutation(len(names))]
         r += 1
         for name in order:
             time.sleep(gap_s)
             snap = ev.snapshot()
             t0 = time.perf_counter()
-            block(impls[name]())
-            res[name]["steady_s"].append(time.perf_counter() - t0)
+            out = block(impls[name]())
+            res[name]["steady_s"].append(_own_time(out, time.perf_counter() - t0))
+            del out
             spent += res[name]["steady_s"][-1]
             d = ev.since(snap)
             res[name]["steady_compiles"] += d["compiles"]
@@ -143,6 +156,14 @@ def measure(
                 f"({r['steady_traces']} traces): a recompile per call"
             )
     return res
+
+
+def _own_time(out: Any, measured: float) -> float:
+    """The time an implementation in another process reported (:class:`isolate.Timed`), else
+    the time measured here."""
+    from benchmarks.isolate import Timed
+
+    return out.seconds if isinstance(out, Timed) else measured
 
 
 def max_rss_mb() -> float:

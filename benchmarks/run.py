@@ -167,10 +167,30 @@ def _worker(spec: dict[str, Any]) -> dict[str, Any]:
             peak = harness.max_rss_mb()
             out["memory"] = {"impl": impl, "setup_rss_mb": base, "peak_rss_mb": peak,
                              "delta_rss_mb": peak - base}
-    else:
+    elif not use_torch or spec.get("torch_in_process", False):
         wl = workloads.build(spec, use_torch)
-        out["results"] = harness.measure(wl.impls, spec["repeats"], after_first=wl.check)
+        out["results"] = harness.measure(wl.impls, spec["repeats"], after_first=wl.check,
+                                         gap_s=spec.get("gap_s", harness.GAP_S))
         out["notes"] = wl.notes
+    else:  # PyTorch in a process of its own (benchmarks/isolate.py says why)
+        from benchmarks import isolate
+
+        wl = workloads.build(spec, use_torch=False)
+        side = isolate.TorchSide(spec)
+        try:
+            impls = dict(wl.impls)
+            impls.update({name: side.thunk(name) for name in side.names})
+
+            def after_first(name: str, result: Any) -> None:
+                if not isinstance(result, isolate.Timed):  # the torch side checks its own
+                    wl.check(name, result)
+                    side.reference(name, result)
+
+            out["results"] = harness.measure(impls, spec["repeats"], after_first=after_first,
+                                             gap_s=spec.get("gap_s", harness.GAP_S))
+            out["notes"] = {**side.notes(), **wl.notes, "torch_process": "separate"}
+        finally:
+            side.close()
     out["wall_s"] = time.perf_counter() - t0
     out["loadavg_after"] = harness.loadavg()
     return out
@@ -380,6 +400,11 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--repeats", type=int, help="steady-state repeats per workload (median)")
     p.add_argument("--no-torch", action="store_true", help="skip PyTorch even if installed")
     p.add_argument("--no-memory", action="store_true", help="skip the peak-RSS probes")
+    p.add_argument("--gap-ms", type=float,
+                   help="idle milliseconds before every timed call (default: harness.GAP_S)")
+    p.add_argument("--torch-in-process", action="store_true",
+                   help="run PyTorch in the jax worker's process (the old harness; it slows "
+                        "the jax calls, see benchmarks/isolate.py)")
     p.add_argument("--no-caps", action="store_true",
                    help="the uncapped grid: every model x method x N=1,8,32 (hours on 2 cores)")
     p.add_argument("--timeout", type=float, default=1800.0, help="seconds per workload")
@@ -414,6 +439,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any] | None:
     for s in specs:
         if args.no_torch:
             s["no_torch"] = True
+        if args.torch_in_process:
+            s["torch_in_process"] = True
+        if args.gap_ms is not None:
+            s["gap_s"] = args.gap_ms / 1000
         if s["kind"] == "memory":
             s["of"] = {**s["of"], **{k: s[k] for k in ("no_torch",) if k in s}}
 

@@ -16,6 +16,7 @@ its all-ones input of batch 1. All pruning is to 90% sparsity, global, 1 round (
 from __future__ import annotations
 
 import functools
+import importlib.util
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -46,11 +47,8 @@ class Workload(NamedTuple):
 
 
 def torch_available() -> bool:
-    try:
-        import torch  # noqa: F401
-    except ImportError:
-        return False
-    return True
+    """Whether PyTorch is installed (without importing it into this process)."""
+    return importlib.util.find_spec("torch") is not None
 
 
 def input_shape(model_name: str) -> tuple[int, ...]:

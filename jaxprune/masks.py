@@ -365,7 +365,8 @@ def _keep_top(
     No sort: the threshold is found by a bitwise binary search over order-preserving integer
     keys of the scores (32 counting passes over uint32 words for float32, 64 for float64),
     which on XLA:CPU is 11-18x faster than a stable ``lax.sort`` of the scores with their
-    indices (see docs/benchmarks.md) and gives the same mask bit for bit. Non-float scores use the sort.
+    indices (see docs/benchmarks.md) and gives the same mask bit for bit. Non-float scores use
+    the sort.
     float32 subnormals compare equal to zero, as everywhere on XLA:CPU (flush-to-zero).
     """
     n = flat.shape[0]

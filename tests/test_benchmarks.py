@@ -39,6 +39,41 @@ def test_measure_interleaves_and_counts_recompiles():
         harness.measure({"jax_fresh": fresh}, repeats=1, gap_s=0.0, min_round_time_s=0.0)
 
 
+def test_implementations_in_another_process():
+    """The isolation machinery (what keeps PyTorch out of jax's process), exercised without
+    PyTorch: a spawned side serves the loop of a tiny workload, times its own calls, runs its
+    checks against the reference jax output sent to it, and reports them in its notes."""
+    from benchmarks import isolate, workloads
+
+    spec = {"kind": "score", "model": "lenet_300_100", "method": "snip", "n": 2,
+            "scores_only": False, "prototypes": False}
+    wl = workloads.build(spec, use_torch=False)
+    side = isolate.TorchSide(spec, prefix="jax_loop", use_torch=False)
+    try:
+        assert side.names == ["jax_loop"]
+        impls = {"jax_multi": wl.impls["jax_multi"], "remote_loop": side.thunk("jax_loop")}
+        seen = []
+
+        def after_first(name, out):
+            seen.append((name, type(out).__name__))
+            if not isinstance(out, isolate.Timed):
+                wl.check(name, out)
+                side.reference(name, out)
+
+        res = harness.measure(impls, repeats=2, after_first=after_first, gap_s=0.0,
+                              min_round_time_s=0.0)
+        assert [name for name, _ in seen] == ["jax_multi", "remote_loop"]
+        assert seen[0][1] != "Timed" and seen[1][1] == "Timed"
+        assert all(t > 0 for t in res["remote_loop"]["steady_s"])
+        notes = side.notes()
+        # the side compared its loop's masks with the jax_multi masks it was sent: identical
+        assert notes["jax_loop_mask_entries_differing_from_jax_multi"] == 0
+        with pytest.raises(RuntimeError, match="KeyError"):
+            side.thunk("no_such_impl")()
+    finally:
+        side.close()
+
+
 def test_sort_topk_reference_matches_keep_top():
     """The reference row's sorting top-k gives the library's masks (ties, NaN, dead weights)."""
     rng = np.random.default_rng(0)
