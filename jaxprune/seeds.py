@@ -31,7 +31,14 @@ The ``"auto"`` rule (:func:`choose_strategy`), from measurements on a 2-core CPU
         layout (3x3 conv, 32x32x16, batch 32, 4 seeds: loop 31 ms, vmap 27 ms, lax.map 1440 ms;
         ResNet-20 SNIP, 4 seeds, batch 32: loop 0.7-0.8 s, vmap 2.5-3.9 s, lax.map 18-23 s).
      b) else a matmul becomes a *batched* matmul -> ``"map"`` (LeNet-300-100 SNIP, 32 seeds,
-        batch 100: loop 0.17-0.21 s, map 0.19 s, chunks of 8 0.21-0.24 s, vmap 0.34-0.37 s).
+        batch 100: loop 0.17-0.21 s, map 0.19 s, chunks of 8 0.21-0.24 s, vmap 0.34-0.37 s;
+        SNIP + 90% mask, 32 seeds: map 60 ms, loop 80 ms),
+     c) unless one seed's own work runs matmuls in a loop (:func:`contracts_in_loop`: SynFlow's
+        rounds, iterative SNIP) -> ``"loop"`` (``"map"`` when sharded). XLA:CPU runs that loop
+        inside ``lax.map``'s loop erratically on two threads: LeNet-300-100 SynFlow, 100 rounds,
+        4 seeds, one program, 8 calls: 0.74 s or 2.6-3.2 s (0.9-1.0 s on one core), a loop of
+        jitted calls 0.76-0.90 s; 8 seeds: map 6.0 s, loop 1.7 s. A seed's rounds dwarf a
+        dispatch, so the loop costs nothing there.
   3. Otherwise on CPU (elementwise work, or only the inputs batched against shared weights, which
      vmap folds into a bigger batch): ``"vmap"``, or ``"chunked"`` when ``chunk_size`` is given.
 
@@ -273,9 +280,40 @@ def count_contractions(jaxpr: Jaxpr) -> Contractions:
     return Contractions(groups, batch_dims)
 
 
+_CONTRACTIONS = ("conv_general_dilated", "dot_general")
+_LOOPS = ("while", "scan")
+
+
+def contracts_in_loop(jaxpr: Jaxpr, inside: bool = False) -> bool:
+    """Whether a convolution or matmul of ``jaxpr`` runs inside a ``while`` or ``scan`` loop.
+
+    Args:
+      jaxpr: e.g. ``jax.make_jaxpr(f)(*args).jaxpr``; nested jaxprs are searched as in
+        :func:`count_contractions` (a ``fori_loop`` is a ``scan`` or a ``while``).
+      inside: treat ``jaxpr`` itself as a loop body.
+
+    Returns:
+      True for a loop over rounds of forward/backward passes (SynFlow, iterative SNIP); False
+      for loops of elementwise work only (the top-k's bit search) and for straight-line code.
+    """
+    for eqn in jaxpr.eqns:
+        if inside and eqn.primitive.name in _CONTRACTIONS:
+            return True
+        looped = inside or eqn.primitive.name in _LOOPS
+        if any(contracts_in_loop(sub, looped) for sub in jaxprs_in_params(eqn.params)):
+            return True
+    return False
+
+
+class _Profile(NamedTuple):
+    grouped_convs: bool  # vmap would turn a conv into a grouped conv
+    batched_matmuls: bool  # vmap would turn a matmul into a batched matmul
+    looped: bool  # a conv or matmul runs in a loop of one seed's work
+
+
 @functools.lru_cache(maxsize=128)
-def _vmap_contractions(fn: Callable, treedef: Any, flags: tuple, avals: tuple) -> tuple[bool, bool]:
-    """(grouped convs, batched matmuls): what ``vmap`` over the mapped leaves would create.
+def _vmap_contractions(fn: Callable, treedef: Any, flags: tuple, avals: tuple) -> _Profile:
+    """What ``vmap`` over the mapped leaves would create, and whether one seed's work loops.
 
     vmap turns a conv whose input and kernel are both batched into a grouped conv, and such a
     matmul into a batched matmul (one batched operand only widens the other's free dimension).
@@ -289,9 +327,14 @@ def _vmap_contractions(fn: Callable, treedef: Any, flags: tuple, avals: tuple) -
         jax.ShapeDtypeStruct((2, *s) if f else s, d) for (s, d), f in zip(avals, flags, strict=True)
     ]
     axes = [0 if f else None for f in flags]
-    plain = count_contractions(jax.make_jaxpr(one)(*single).jaxpr)
+    plain_jaxpr = jax.make_jaxpr(one)(*single).jaxpr
+    plain = count_contractions(plain_jaxpr)
     vmapped = count_contractions(jax.make_jaxpr(jax.vmap(one, in_axes=axes))(*batched).jaxpr)
-    return vmapped.conv_groups > plain.conv_groups, vmapped.dot_batch_dims > plain.dot_batch_dims
+    return _Profile(
+        grouped_convs=vmapped.conv_groups > plain.conv_groups,
+        batched_matmuls=vmapped.dot_batch_dims > plain.dot_batch_dims,
+        looped=contracts_in_loop(plain_jaxpr),
+    )
 
 
 def _dtype(x: Any) -> Any:
@@ -316,10 +359,10 @@ def _auto(
         return vmapped
     one_seed = [(tuple(jnp.shape(x))[1:], _dtype(x)) for x in mapped]
     avals = tuple(_merge(one_seed, [(tuple(jnp.shape(x)), _dtype(x)) for x in shared], flags))
-    grouped_convs, batched_matmuls = _vmap_contractions(fn, treedef, flags, avals)
-    if grouped_convs:
+    profile = _vmap_contractions(fn, treedef, flags, avals)
+    if profile.grouped_convs or (profile.batched_matmuls and profile.looped):
         return "map" if devices else "loop"
-    return "map" if batched_matmuls else vmapped
+    return "map" if profile.batched_matmuls else vmapped
 
 
 def choose_strategy(

@@ -189,6 +189,15 @@ def _in_cond(w, x):
     return jax.lax.cond(w.sum() > 0, _PLAIN, lambda w, x: 0.0, w, x)
 
 
+def _matmuls_in_rounds(w, x):  # SynFlow's shape: rounds of forward/backward passes
+    return jax.lax.fori_loop(0, 3, lambda i, c: c + jax.grad(_MATMULS)(w, x).sum(), 0.0)
+
+
+def _matmuls_then_search(w, x):  # SNIP + top-k's shape: the loop is elementwise only
+    s = _MATMULS(w, x)
+    return jax.lax.while_loop(lambda c: c[0] < 3, lambda c: (c[0] + 1, c[1] * 0.5), (0, s))[1]
+
+
 def _once(w, x):
     return _conv(w, x).sum() + _matmul(w, x).sum()  # only the weight is batched
 
@@ -202,15 +211,30 @@ def _once(w, x):
         (_in_scan, "loop"),
         (_in_cond, "loop"),
         (_MATMULS, "map"),
+        (_matmuls_in_rounds, "loop"),
+        (_matmuls_then_search, "map"),
         (_once, "vmap"),
     ],
-    ids=["conv", "jit", "custom_vjp", "scan", "cond", "matmul", "once"],
+    ids=["conv", "jit", "custom_vjp", "scan", "cond", "matmul", "matmul_rounds", "matmul_search",
+         "once"],
 )
 def test_auto_finds_batched_contractions_in_nested_jaxprs(fn, want):
     w, x = jnp.ones((3, 3, 3, 1, 1)), jnp.ones((1, 4, 4, 1))  # w: (N, H, W, I, O)
     assert seeds.choose_strategy(fn, (w, x), in_axes=(0, None)) == want
     # Shared weights, mapped inputs: contractions only get a bigger batch.
     assert seeds.choose_strategy(fn, (w[0], jnp.ones((3, 1, 4, 4, 1))), in_axes=(None, 0)) == "vmap"
+
+
+def test_contracts_in_loop():
+    w, x = jnp.ones((3, 3, 1, 1)), jnp.ones((1, 4, 4, 1))
+    found = {f.__name__: seeds.contracts_in_loop(jax.make_jaxpr(f)(w, x).jaxpr)
+             for f in (_in_scan, _in_cond, _matmuls_in_rounds, _matmuls_then_search, _once)}
+    assert found == {"_in_scan": True, "_in_cond": False, "_matmuls_in_rounds": True,
+                     "_matmuls_then_search": False, "_once": False}
+    # Sharded runs cannot loop in Python: rounds of matmuls then run under lax.map.
+    stacked = jnp.ones((3, *w.shape))
+    assert seeds.choose_strategy(_matmuls_in_rounds, (stacked, x), in_axes=(0, None),
+                                 devices=jax.devices()[:1]) == "map"
 
 
 def test_count_contractions_plain_and_vmapped():
