@@ -1,16 +1,20 @@
 """Small standalone probes quoted in docs/benchmarks.md (outside the interleaved harness).
 
     python -m benchmarks.probes peak                  # float32 GEMM peak, XLA and PyTorch
-    python -m benchmarks.probes strategies [N] [what] # LeNet SNIP: map vs loop vs pre-split loop
+    python -m benchmarks.probes strategies [N] [what] [flush]  # map, loop, pre-split loop, vmap
     python -m benchmarks.probes shared-batch [N]      # one scoring batch for all seeds vs PyTorch
+    python -m benchmarks.probes topk                  # global top-k of 266,610 scores
+    python -m benchmarks.probes convs                 # ResNet-20's convs and SNIP, XLA vs PyTorch
 
-``what`` is ``scores`` (the criterion alone) or ``prune`` (score + 90% global mask). Each probe
-prints the median of interleaved rounds (``peak``: the best of 5); no PyTorch in
-``strategies``.
+``what`` is ``scores`` (SNIP alone), ``prune`` (SNIP + 90% global mask) or ``synflow`` (100
+rounds + mask, no vmap or chunks), on LeNet-300-100; ``flush`` overwrites 128 MB before every
+call. Each probe prints the median of interleaved rounds in a fresh seeded order (``peak``: the
+best of 5), 10 ms idle before each call in ``strategies``; no PyTorch in ``strategies``.
 """
 
 from __future__ import annotations
 
+import functools
 import sys
 import time
 from collections.abc import Callable
@@ -25,15 +29,24 @@ from jaxprune import seeds
 MLP = "lenet_300_100"
 
 
-def _medians(impls: dict[str, Callable], rounds: int, stat=np.median) -> dict[str, float]:
+def _medians(impls: dict[str, Callable], rounds: int, stat=np.median,
+             before: Callable[[], None] | None = None, spread: bool = False) -> dict[str, float]:
+    """Interleaved rounds, a fresh seeded order each; ``before`` runs (untimed) before every call.
+    With ``spread``, also prints every implementation's min and max."""
     for f in impls.values():
         jax.block_until_ready(f())
     times: dict[str, list[float]] = {k: [] for k in impls}
+    names, rng = list(impls), np.random.default_rng(0)
     for _ in range(rounds):
-        for k, f in impls.items():
+        for i in rng.permutation(len(names)):
+            if before is not None:
+                before()
             t = time.perf_counter()
-            jax.block_until_ready(f())
-            times[k].append(time.perf_counter() - t)
+            jax.block_until_ready(impls[names[i]]())
+            times[names[i]].append(time.perf_counter() - t)
+    if spread:
+        for k, v in times.items():
+            print(f"  {k}: min {min(v):.4g} s, max {max(v):.4g} s over {len(v)} calls")
     return {k: float(stat(v)) for k, v in times.items()}
 
 
@@ -48,15 +61,33 @@ def peak() -> None:
         print(n, {k: f"{2 * n**3 / v / 1e9:.0f} GFLOP/s (best of 5)" for k, v in best.items()})
 
 
-def strategies(n: int = 32, what: str = "scores") -> None:
+def strategies(n: int = 32, what: str = "scores", flush: bool = False) -> None:
+    """``what``: ``scores`` (SNIP scores), ``prune`` (SNIP + 90% mask) or ``synflow`` (100
+    rounds); ``flush``: overwrite 128 MB before every call (cold caches)."""
+    if what == "synflow":
+        fn = W.prune_fn(MLP, "synflow", 100, "float64", "probe")
+    elif what == "prune":
+        fn = W.prune_fn(MLP, "snip", 1, "float32", "probe")
+    else:
+        fn = W.score_only_fn(MLP, "snip")
     v, b, k = W.score_inputs(MLP, n)
-    fn = W.score_only_fn(MLP, "snip") if what == "scores" else W.prune_fn(
-        MLP, "snip", 1, "float32", "probe")
     single = jax.jit(fn)
     per = [(seeds.unstack(v, i), seeds.unstack(b, i), k[i]) for i in range(n)]
     impls = {s: (lambda s=s: seeds.map_stacked(fn, v, b, k, strategy=s)) for s in ("map", "loop")}
     impls["presplit_loop"] = lambda: [single(*a) for a in per]
-    for name, t in _medians(impls, 15).items():
+    if what != "synflow":  # batched variants (100 vmapped SynFlow rounds would dominate the run)
+        impls["vmap"] = lambda: seeds.map_stacked(fn, v, b, k, strategy="vmap")
+        impls["chunks_of_4"] = lambda: seeds.map_stacked(fn, v, b, k, strategy="chunked",
+                                                         chunk_size=4)
+    junk = np.ones(16 * 2**20)
+
+    def before() -> None:
+        if flush:
+            junk.__iadd__(1.0)
+        time.sleep(0.01)
+
+    rounds = 6 if what == "synflow" else 15
+    for name, t in _medians(impls, rounds, before=before, spread=True).items():
         print(f"{name:14s} {t * 1e3:8.1f} ms")
 
 
@@ -81,13 +112,103 @@ def shared_batch(n: int = 32) -> None:
         print(f"{name:14s} {t * 1e3:8.1f} ms")
 
 
+def topk(n: int = 266_610) -> None:
+    """``masks._keep_top`` (sort-free) vs ``masks._keep_top_sort`` on n standard-normal scores,
+    keeping 10%, float32 and float64 (masks asserted equal). Works on any commit that has
+    both functions, for before/after figures."""
+    from jaxprune import masks
+
+    for dtype in ("float32", "float64"):
+        with jax.enable_x64(dtype == "float64"):
+            x = jax.random.normal(jax.random.PRNGKey(0), (n,), jnp.dtype(dtype))
+            k = jnp.int32(n // 10)
+            free, sort = jax.jit(masks._keep_top), jax.jit(masks._keep_top_sort)
+            impls = {"sort_free": functools.partial(free, x, k),
+                     "sort": functools.partial(sort, x, k)}
+            assert bool(jnp.all(impls["sort_free"]() == impls["sort"]()))
+            for name, t in _medians(impls, 21).items():
+                print(f"{dtype:8s} {name:10s} {t * 1e3:8.2f} ms")
+
+
+def convs(batch: int = 100) -> None:
+    """ResNet-20's three 3x3 conv shapes (stride 1, NHWC): forward, input gradient and weight
+    gradient in XLA vs PyTorch's ``conv2d`` / ``convolution_backward`` (NCHW), per call; then
+    ResNet-20 SNIP scores, forward and forward+backward on one seed, both sides."""
+    import torch
+    import torch.nn.functional as F
+
+    from benchmarks import torch_ref
+    from jaxprune import models
+    from jaxprune.studies import pai
+    from jaxprune.train import split_variables
+
+    dn = ("NHWC", "HWIO", "NHWC")
+
+    def conv(x, w):
+        return jax.lax.conv_general_dilated(x, w, (1, 1), "SAME", dimension_numbers=dn)
+
+    fwd = jax.jit(conv)
+    dgrad = jax.jit(lambda x, w, g: jax.vjp(lambda x: conv(x, w), x)[1](g)[0])
+    wgrad = jax.jit(lambda x, w, g: jax.vjp(lambda w: conv(x, w), w)[1](g)[0])
+    back = torch.ops.aten.convolution_backward
+    for h, c in ((32, 16), (16, 32), (8, 64)):
+        x, g = (jax.random.normal(jax.random.key(i), (batch, h, h, c)) for i in (0, 2))
+        w = 0.1 * jax.random.normal(jax.random.key(1), (3, 3, c, c))
+        tx, tg = torch.randn(batch, c, h, h), torch.randn(batch, c, h, h)
+        tw = torch.randn(c, c, 3, 3)
+
+        def tback(which, tx=tx, tg=tg, tw=tw):
+            return back(tg, tx, tw, None, [1, 1], [1, 1], [1, 1], False, [0, 0], 1, which)
+
+        impls = {"fwd": functools.partial(fwd, x, w), "dgrad": functools.partial(dgrad, x, w, g),
+                 "wgrad": functools.partial(wgrad, x, w, g),
+                 "torch_fwd": lambda tx=tx, tw=tw: F.conv2d(tx, tw, padding=1),
+                 "torch_dgrad": functools.partial(tback, [True, False, False]),
+                 "torch_wgrad": functools.partial(tback, [False, True, False])}
+        times = _medians(impls, 9)
+        print(f"H={h} C={c}: " + ", ".join(f"{k} {v * 1e3:.2f} ms" for k, v in times.items()))
+
+    name = "resnet20"
+    v, b, k = W.score_inputs(name, 1)
+    v0, b0 = seeds.unstack(v, 0), seeds.unstack(b, 0)
+    params, state = split_variables(v0)
+    apply_fn, loss_fn = pai.model_fns(models.get(name), state)
+    forward, grad = jax.jit(apply_fn), jax.jit(jax.grad(loss_fn))
+    snip = jax.jit(W.score_only_fn(name, "snip"))
+    tm = torch_ref.load_flax(torch_ref.build(name), v0).eval()
+    tx = torch_ref.to_nchw(np.array(b0[0]))
+    ty = torch.from_numpy(np.asarray(b0[1], np.int64))
+
+    def torch_forward():
+        with torch.no_grad():
+            return tm(tx)
+
+    def torch_backward():
+        tm.zero_grad()
+        F.cross_entropy(tm(tx), ty).backward()
+
+    impls = {"fwd": functools.partial(forward, params, b0[0]),
+             "fwd_bwd": functools.partial(grad, params, b0),
+             "snip": functools.partial(snip, v0, b0, k[0]), "torch_fwd": torch_forward,
+             "torch_fwd_bwd": torch_backward,
+             "torch_snip": lambda: torch_ref.snip_scores(tm, tx, ty)}
+    times = _medians(impls, 9)
+    print(f"ResNet-20, batch {batch}: " + ", ".join(f"{k} {v * 1e3:.1f} ms"
+                                                 for k, v in times.items()))
+
+
 if __name__ == "__main__":
     probe, args = sys.argv[1], sys.argv[2:]
     if probe == "peak":
         peak()
     elif probe == "strategies":
-        strategies(int(args[0]) if args else 32, args[1] if len(args) > 1 else "scores")
+        strategies(int(args[0]) if args else 32, args[1] if len(args) > 1 else "scores",
+                   flush=len(args) > 2 and args[2] == "flush")
     elif probe == "shared-batch":
         shared_batch(int(args[0]) if args else 32)
+    elif probe == "topk":
+        topk()
+    elif probe == "convs":
+        convs()
     else:
-        raise SystemExit(f"unknown probe {probe!r}: peak, strategies, shared-batch")
+        raise SystemExit(f"unknown probe {probe!r}: peak, strategies, shared-batch, topk, convs")
