@@ -1,15 +1,17 @@
 """Small standalone probes quoted in docs/benchmarks.md (outside the interleaved harness).
 
     python -m benchmarks.probes peak                  # float32 GEMM peak, XLA and PyTorch
-    python -m benchmarks.probes strategies [N] [what] [flush]  # map, loop, pre-split loop, vmap
+    python -m benchmarks.probes strategies [N] [what] [flush] [cos-off]  # map, loop, vmap, ...
     python -m benchmarks.probes shared-batch [N]      # one scoring batch for all seeds vs PyTorch
     python -m benchmarks.probes topk                  # global top-k of 266,610 scores
     python -m benchmarks.probes convs                 # ResNet-20's convs and SNIP, XLA vs PyTorch
 
 ``what`` is ``scores`` (SNIP alone), ``prune`` (SNIP + 90% global mask) or ``synflow`` (100
 rounds + mask, no vmap or chunks), on LeNet-300-100; ``flush`` overwrites 128 MB before every
-call. Each probe prints the median of interleaved rounds in a fresh seeded order (``peak``: the
-best of 5), 10 ms idle before each call in ``strategies``; no PyTorch in ``strategies``.
+call; ``cos-off`` adds ``lax.map`` compiled with ``compiler_options=`` turning XLA:CPU's
+concurrency-optimized scheduler off (to compare with setting it in ``XLA_FLAGS``). Each probe
+prints the median of interleaved rounds in a fresh seeded order (``peak``: the best of 5), 10 ms
+idle before each call in ``strategies``; no PyTorch in ``strategies``.
 """
 
 from __future__ import annotations
@@ -61,9 +63,11 @@ def peak() -> None:
         print(n, {k: f"{2 * n**3 / v / 1e9:.0f} GFLOP/s (best of 5)" for k, v in best.items()})
 
 
-def strategies(n: int = 32, what: str = "scores", flush: bool = False) -> None:
+def strategies(n: int = 32, what: str = "scores", flush: bool = False,
+               cos_off: bool = False) -> None:
     """``what``: ``scores`` (SNIP scores), ``prune`` (SNIP + 90% mask) or ``synflow`` (100
-    rounds); ``flush``: overwrite 128 MB before every call (cold caches)."""
+    rounds); ``flush``: overwrite 128 MB before every call (cold caches); ``cos_off``: also
+    ``lax.map`` compiled without the concurrency-optimized scheduler, per program."""
     if what == "synflow":
         fn = W.prune_fn(MLP, "synflow", 100, "float64", "probe")
     elif what == "prune":
@@ -79,6 +83,11 @@ def strategies(n: int = 32, what: str = "scores", flush: bool = False) -> None:
         impls["vmap"] = lambda: seeds.map_stacked(fn, v, b, k, strategy="vmap")
         impls["chunks_of_4"] = lambda: seeds.map_stacked(fn, v, b, k, strategy="chunked",
                                                          chunk_size=4)
+    if cos_off:
+        off = {"xla_cpu_enable_concurrency_optimized_scheduler": False}
+        mapped = jax.jit(lambda v, b, k: jax.lax.map(lambda a: fn(*a), (v, b, k)),
+                         compiler_options=off)
+        impls["map_cos_off"] = lambda: mapped(v, b, k)
     junk = np.ones(16 * 2**20)
 
     def before() -> None:
@@ -203,7 +212,7 @@ if __name__ == "__main__":
         peak()
     elif probe == "strategies":
         strategies(int(args[0]) if args else 32, args[1] if len(args) > 1 else "scores",
-                   flush=len(args) > 2 and args[2] == "flush")
+                   flush="flush" in args[2:], cos_off="cos-off" in args[2:])
     elif probe == "shared-batch":
         shared_batch(int(args[0]) if args else 32)
     elif probe == "topk":

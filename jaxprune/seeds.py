@@ -34,11 +34,15 @@ The ``"auto"`` rule (:func:`choose_strategy`), from measurements on a 2-core CPU
         batch 100: loop 0.17-0.21 s, map 0.19 s, chunks of 8 0.21-0.24 s, vmap 0.34-0.37 s;
         SNIP + 90% mask, 32 seeds: map 60 ms, loop 80 ms),
      c) unless one seed's own work runs matmuls in a loop (:func:`contracts_in_loop`: SynFlow's
-        rounds, iterative SNIP) -> ``"loop"`` (``"map"`` when sharded). XLA:CPU runs that loop
-        inside ``lax.map``'s loop erratically on two threads: LeNet-300-100 SynFlow, 100 rounds,
-        4 seeds, one program, 8 calls: 0.74 s or 2.6-3.2 s (0.9-1.0 s on one core), a loop of
-        jitted calls 0.76-0.90 s; 8 seeds: map 6.0 s, loop 1.7 s. A seed's rounds dwarf a
-        dispatch, so the loop costs nothing there.
+        rounds, iterative SNIP) -> ``"loop"`` (``"map"`` when sharded). On two threads XLA:CPU
+        runs that loop inside ``lax.map``'s loop 3-4x slower than alone (LeNet-300-100 SynFlow,
+        100 rounds, 4 seeds: map 2.6-3.1 s, loop 0.69-1.49 s; 8 seeds: 5.4-6.0 s vs 1.4-1.7 s),
+        but not on one core (4 seeds: 0.82-0.93 vs 0.83-1.05 s) nor with its concurrency-optimized
+        scheduler off process-wide (8 seeds: 1.42-1.46 vs 1.45-1.47 s), that is with
+        ``XLA_FLAGS=--xla_cpu_enable_concurrency_optimized_scheduler=false``. The option given to
+        one ``jax.jit`` through ``compiler_options`` changes nothing (5.59 vs 1.42 s), so the
+        rule cannot apply it per program. A seed's rounds dwarf a dispatch: the loop costs
+        nothing there.
   3. Otherwise on CPU (elementwise work, or only the inputs batched against shared weights, which
      vmap folds into a bigger batch): ``"vmap"``, or ``"chunked"`` when ``chunk_size`` is given.
 
@@ -61,7 +65,7 @@ retrace. Pass the same function object each time (a fresh ``lambda`` per call re
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, NamedTuple
 
 import jax
@@ -250,6 +254,20 @@ def _mesh_devices(devices: Sequence[Any] | None, strategy: str) -> tuple | None:
 # ---------------------------------------------------------------------------------------------
 
 
+_CONTRACTIONS = ("conv_general_dilated", "dot_general")
+_LOOPS = ("while", "scan")
+
+
+def _equations(jaxpr: Jaxpr, in_loop: bool = False) -> Iterator[tuple[Any, bool]]:
+    """Every equation of ``jaxpr`` and of the jaxprs in its equations' params, recursively, each
+    with whether it runs inside a ``while`` or ``scan`` body."""
+    for eqn in jaxpr.eqns:
+        yield eqn, in_loop
+        looped = in_loop or eqn.primitive.name in _LOOPS
+        for sub in jaxprs_in_params(eqn.params):
+            yield from _equations(sub, looped)
+
+
 class Contractions(NamedTuple):
     """How batched the contractions of a jaxpr are (nested jaxprs included)."""
 
@@ -269,19 +287,12 @@ def count_contractions(jaxpr: Jaxpr) -> Contractions:
       ``dot_batch_dims``.
     """
     groups, batch_dims = 0, 0
-    for eqn in jaxpr.eqns:
+    for eqn, _ in _equations(jaxpr):
         if eqn.primitive.name == "conv_general_dilated":
             groups += eqn.params["feature_group_count"] * eqn.params["batch_group_count"]
         elif eqn.primitive.name == "dot_general":
             batch_dims += len(eqn.params["dimension_numbers"][1][0])  # lhs batch dims
-        for sub in jaxprs_in_params(eqn.params):
-            inner = count_contractions(sub)
-            groups, batch_dims = groups + inner.conv_groups, batch_dims + inner.dot_batch_dims
     return Contractions(groups, batch_dims)
-
-
-_CONTRACTIONS = ("conv_general_dilated", "dot_general")
-_LOOPS = ("while", "scan")
 
 
 def contracts_in_loop(jaxpr: Jaxpr, inside: bool = False) -> bool:
@@ -296,13 +307,8 @@ def contracts_in_loop(jaxpr: Jaxpr, inside: bool = False) -> bool:
       True for a loop over rounds of forward/backward passes (SynFlow, iterative SNIP); False
       for loops of elementwise work only (the top-k's bit search) and for straight-line code.
     """
-    for eqn in jaxpr.eqns:
-        if inside and eqn.primitive.name in _CONTRACTIONS:
-            return True
-        looped = inside or eqn.primitive.name in _LOOPS
-        if any(contracts_in_loop(sub, looped) for sub in jaxprs_in_params(eqn.params)):
-            return True
-    return False
+    return any(looped and eqn.primitive.name in _CONTRACTIONS
+               for eqn, looped in _equations(jaxpr, inside))
 
 
 class _Profile(NamedTuple):
@@ -312,7 +318,7 @@ class _Profile(NamedTuple):
 
 
 @functools.lru_cache(maxsize=128)
-def _vmap_contractions(fn: Callable, treedef: Any, flags: tuple, avals: tuple) -> _Profile:
+def _profile(fn: Callable, treedef: Any, flags: tuple, avals: tuple) -> _Profile:
     """What ``vmap`` over the mapped leaves would create, and whether one seed's work loops.
 
     vmap turns a conv whose input and kernel are both batched into a grouped conv, and such a
@@ -359,7 +365,7 @@ def _auto(
         return vmapped
     one_seed = [(tuple(jnp.shape(x))[1:], _dtype(x)) for x in mapped]
     avals = tuple(_merge(one_seed, [(tuple(jnp.shape(x)), _dtype(x)) for x in shared], flags))
-    profile = _vmap_contractions(fn, treedef, flags, avals)
+    profile = _profile(fn, treedef, flags, avals)
     if profile.grouped_convs or (profile.batched_matmuls and profile.looped):
         return "map" if devices else "loop"
     return "map" if profile.batched_matmuls else vmapped
