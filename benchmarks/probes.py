@@ -122,7 +122,7 @@ def shared_batch(n: int = 32) -> None:
 
 
 def topk(n: int = 266_610) -> None:
-    """``masks._keep_top`` (sort-free) vs ``masks._keep_top_sort`` on n standard-normal scores,
+    """``masks.keep_top`` (sort-free) vs ``masks.keep_top_sort`` on n standard-normal scores,
     keeping 10%, float32 and float64 (masks asserted equal). Works on any commit that has
     both functions, for before/after figures."""
     from jaxprune import masks
@@ -131,7 +131,7 @@ def topk(n: int = 266_610) -> None:
         with jax.enable_x64(dtype == "float64"):
             x = jax.random.normal(jax.random.PRNGKey(0), (n,), jnp.dtype(dtype))
             k = jnp.int32(n // 10)
-            free, sort = jax.jit(masks._keep_top), jax.jit(masks._keep_top_sort)
+            free, sort = jax.jit(masks.keep_top), jax.jit(masks.keep_top_sort)
             impls = {"sort_free": functools.partial(free, x, k),
                      "sort": functools.partial(sort, x, k)}
             assert bool(jnp.all(impls["sort_free"]() == impls["sort"]()))

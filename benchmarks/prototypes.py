@@ -2,12 +2,12 @@
 
 1. ``sort_topk()``: the top-k jaxprune shipped first, kept as a reference row.
 
-   ``masks._keep_top`` first ranked all N scores with a stable ``lax.sort`` of
+   ``masks.keep_top`` first ranked all N scores with a stable ``lax.sort`` of
    (dead, -score, index) and a scatter. XLA:CPU's sort is a comparison sort: 57-80 ms for
    LeNet-300-100's 266,610 scores on this machine, about 45x the SNIP gradient itself, and
    SynFlow paid it 100 times. A prototype of a bitwise binary search for the k-th largest key
-   (now the library's ``_keep_top``) gave the same masks 11-18x faster; the benchmark keeps the
-   sorting version (``masks._keep_top_sort``) as a row so the gain stays measured.
+   (now the library's ``keep_top``) gave the same masks 11-18x faster; the benchmark keeps the
+   sorting version (``masks.keep_top_sort``) as a row so the gain stays measured.
 
 2. ``conv_wgrad_lowering``: a ``custom_vjp`` 3x3 convolution whose weight gradient is computed
    by hand (shifted slices + matmul) instead of XLA:CPU's own lowering, switched on per layer
@@ -28,6 +28,7 @@ import jax.numpy as jnp
 from jax import lax
 
 from jaxprune import masks as _masks
+from jaxprune.masks import _topk
 from jaxprune import schedules as _schedules
 
 # ---------------------------------------------------------------------------------------------
@@ -48,7 +49,7 @@ def _sort_jits(global_keep, rounds_program):
                                   f.__closure__)
         # The iterative loop is cached per score_fn; a second cache makes new jit objects.
         rounds = functools.lru_cache(maxsize=32)(rounds_program.__wrapped__)
-        _SORT_JITS.extend([jax.jit(copy), jax.jit(_masks._keep_top_sort), rounds])
+        _SORT_JITS.extend([jax.jit(copy), jax.jit(_masks.keep_top_sort), rounds])
     return tuple(_SORT_JITS)
 
 
@@ -57,20 +58,20 @@ def sort_topk() -> Iterator[None]:
     """Trace jaxprune's top-k as the stable ``lax.sort`` it used before (the reference row).
 
     Functions traced inside the block keep the sorting top-k in their compiled programs.
-    ``masks._global_keep`` (a module-level ``jit``, cached by shape) is swapped for a ``jit`` of
+    ``masks._topk._global_keep`` (a module-level ``jit``, cached by shape) is swapped for a ``jit`` of
     a copy of its function, and ``schedules._rounds_program`` (the iterative loop, cached per
     score function) for a second cache, so a trace made outside the block is never reused inside
     it (jax caches traces per Python function) or vice versa.
     """
-    old = (_masks._keep_top, _masks._global_keep, _masks._keep_top_compiled,
+    old = (_topk.keep_top, _masks.keep_top, _topk._global_keep, _topk._KEEP_TOP_JIT,
            _schedules._rounds_program)
-    _masks._keep_top = _masks._keep_top_sort
-    (_masks._global_keep, _masks._keep_top_compiled,
-     _schedules._rounds_program) = _sort_jits(old[1], old[3])
+    _topk.keep_top = _masks.keep_top = _masks.keep_top_sort
+    (_topk._global_keep, _topk._KEEP_TOP_JIT,
+     _schedules._rounds_program) = _sort_jits(old[2], old[4])
     try:
         yield
     finally:
-        (_masks._keep_top, _masks._global_keep, _masks._keep_top_compiled,
+        (_topk.keep_top, _masks.keep_top, _topk._global_keep, _topk._KEEP_TOP_JIT,
          _schedules._rounds_program) = old
 
 

@@ -33,7 +33,7 @@ Counts = dict[Path, int]
 def _prunable_sizes(
     params: PyTree, prunable: Predicate | None, keep_dense: Iterable[Sequence[str | int]]
 ) -> dict[Path, tuple[int, ...]]:
-    paths, leaves, flags, _ = _masks._prunable_flags(params, prunable, keep_dense)
+    paths, leaves, flags, _ = _masks.flatten_prunable(params, prunable, keep_dense)
     return {
         p: tuple(int(d) for d in np.shape(leaf))
         for p, leaf, f in zip(paths, leaves, flags, strict=True)

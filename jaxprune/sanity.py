@@ -48,7 +48,7 @@ def shuffle_mask(
     """
     if key is None:
         raise ValueError("shuffle_mask needs key= (a PRNG key)")
-    _, leaves, flags, treedef = _masks._prunable_flags(mask, prunable, keep_dense)
+    _, leaves, flags, treedef = _masks.flatten_prunable(mask, prunable, keep_dense)
     out = []
     for i, (m, f) in enumerate(zip(leaves, flags, strict=True)):
         if f:

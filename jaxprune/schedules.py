@@ -147,7 +147,7 @@ def prune_iteratively(
     """
     s = _masks.check_sparsity(sparsity)
     sparsities = get(schedule)(s, rounds)
-    _, leaves, flags, _ = _masks._prunable_flags(params, prunable, keep_dense)
+    _, leaves, flags, _ = _masks.flatten_prunable(params, prunable, keep_dense)
     sizes = [np.prod(np.shape(x), dtype=np.int64) for x, f in zip(leaves, flags, strict=True) if f]
     n = int(sum(sizes))
     return prune_by_keep_counts(
@@ -185,7 +185,7 @@ def prune_by_keep_counts(
     Returns:
       The final bool mask pytree.
     """
-    _, leaves, flags, _ = _masks._prunable_flags(params, prunable, keep_dense)
+    _, leaves, flags, _ = _masks.flatten_prunable(params, prunable, keep_dense)
     if mask is None:
         mask = _masks.ones_like(params)
     _masks.check_mask_tree(params, mask)
@@ -227,7 +227,7 @@ def _rounds_program(score_fn: ScoreFn, flags: tuple[bool, ...]) -> Callable[...,
             k = None if key is None else jax.random.fold_in(key, t)
             scores = score_fn(_masks.apply_mask(params, mask), batch=batch, key=k)
             alive = flat_prunable(mask)
-            keep = _masks._keep_top(flat_prunable(scores), keep_counts[t], alive)
+            keep = _masks.keep_top(flat_prunable(scores), keep_counts[t], alive)
             return unflat(keep & alive, mask)  # never revive (a start mask may prune more)
 
         return jax.lax.fori_loop(0, keep_counts.shape[0], body, mask)

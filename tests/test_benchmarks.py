@@ -79,7 +79,7 @@ def test_sort_topk_reference_matches_keep_top():
     rng = np.random.default_rng(0)
     special = np.array([0.0, -0.0, 1.0, -1.0, 2.5, np.inf, -np.inf, np.nan], np.float32)
     n = 37
-    want_fn, got_fn = jax.jit(masks._keep_top), jax.jit(masks._keep_top_sort)
+    want_fn, got_fn = jax.jit(masks.keep_top), jax.jit(masks.keep_top_sort)
     for trial in range(30):
         vals = rng.choice(special, n) if trial % 2 else rng.standard_normal(n).astype(np.float32)
         alive = jnp.asarray(rng.random(n) < 0.6) if trial % 3 else None

@@ -198,7 +198,7 @@ def test_keep_top_matches_python_reference(dtype, with_alive):
     special = np.array([0.0, -0.0, 1.0, -1.0, 2.5, np.inf, -np.inf, np.nan, 1e-40, -3e38])
     n = 37  # one shape: the function compiles once, k and alive vary as traced values
     with jax.enable_x64(dtype == "float64"):
-        fn = jax.jit(masks._keep_top)
+        fn = jax.jit(masks.keep_top)
         for trial in range(40):
             if trial % 2:
                 vals = rng.choice(special, n)
@@ -225,9 +225,9 @@ def test_keep_top_many_rows_and_low_word_ties(dtype):
     """Past one counting row (4096) with padding, and float64 scores that agree in their high
     32 bits (the search then decides in the low word), against the plain-Python ranking."""
     rng = np.random.default_rng(1)
-    n = 2 * masks._ROW + 123
+    n = 2 * masks._topk._ROW + 123
     with jax.enable_x64(dtype == "float64"):
-        fn = jax.jit(masks._keep_top)
+        fn = jax.jit(masks.keep_top)
         for trial in range(6):
             if dtype == "float64" and trial % 2:
                 # 1 + j * 2**-50: equal high words, order decided by the low mantissa bits

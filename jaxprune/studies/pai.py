@@ -277,7 +277,7 @@ def keep_counts(
     ``"global"``: () kept in total (``masks.num_to_remove``). Otherwise: (L,) kept in each of the
     L prunable leaves, tree-flatten order, from the allocation's per-layer removal counts.
     """
-    paths, leaves, flags, _ = masks._prunable_flags(params, None, keep_dense)
+    paths, leaves, flags, _ = masks.flatten_prunable(params, None, keep_dense)
     sizes = {p: int(np.prod(np.shape(x), dtype=np.int64))
              for p, x, f in zip(paths, leaves, flags, strict=True) if f}
     n = sum(sizes.values())
