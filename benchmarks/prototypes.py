@@ -28,8 +28,8 @@ import jax.numpy as jnp
 from jax import lax
 
 from jaxprune import masks as _masks
-from jaxprune.masks import _topk
 from jaxprune import schedules as _schedules
+from jaxprune.masks import _topk
 
 # ---------------------------------------------------------------------------------------------
 # 1. Sort-free exact top-k.
@@ -58,10 +58,10 @@ def sort_topk() -> Iterator[None]:
     """Trace jaxprune's top-k as the stable ``lax.sort`` it used before (the reference row).
 
     Functions traced inside the block keep the sorting top-k in their compiled programs.
-    ``masks._topk._global_keep`` (a module-level ``jit``, cached by shape) is swapped for a ``jit`` of
-    a copy of its function, and ``schedules._rounds_program`` (the iterative loop, cached per
-    score function) for a second cache, so a trace made outside the block is never reused inside
-    it (jax caches traces per Python function) or vice versa.
+    ``masks._topk._global_keep`` (a module-level ``jit``, cached by shape) is swapped for a
+    ``jit`` of a copy of its function, and ``schedules._rounds_program`` (the iterative loop,
+    cached per score function) for a second cache, so a trace made outside the block is never
+    reused inside it (jax caches traces per Python function) or vice versa.
     """
     old = (_topk.keep_top, _masks.keep_top, _topk._global_keep, _topk._KEEP_TOP_JIT,
            _schedules._rounds_program)

@@ -12,9 +12,9 @@ import numpy as np
 from jaxprune.masks._tree import (
     Path,
     Predicate,
-    normalize_keep_dense,
     check_mask_tree,
     flatten_prunable,
+    normalize_keep_dense,
     path_tuple,
 )
 
