@@ -34,7 +34,8 @@ def prune_seeds_recompiles(n: int = 4) -> dict[str, Any]:
     """``pai.prune_seeds`` called twice with identical arguments: does the 2nd call compile?"""
     model = models.get(MLP)
     variables, batches, keys = W.score_inputs(MLP, n)
-    call = lambda: pai.prune_seeds(model, variables, batches, list(range(n)), "snip", 0.9)
+    call = lambda: pai.prune_seeds(model, variables, "snip", 0.9, seeds=list(range(n)),
+                                   batches=batches)
     first_s, first = _timed(call)
     second_s, second = _timed(call)
     fn = W.prune_fn(MLP, "snip", 1, "float32", "check")
@@ -61,7 +62,7 @@ def sparsity_recompiles() -> dict[str, Any]:
         rounds = {"rounds": 10} if method == "synflow" else {}
         for s in (0.5, 0.8):
             _, d = _timed(lambda s=s, m=method, r=rounds: pai.prune_seeds(
-                model, variables, batches, [0, 1], m, s, **r))
+                model, variables, m, s, seeds=[0, 1], batches=batches, **r))
             out[f"prune_seeds_{method}_sparsity_{s}_compiles"] = d["compiles"]
         for s in (0.5, 0.8):
             _, d = _timed(lambda s=s, m=method, r=rounds: pai.prune(
@@ -126,8 +127,8 @@ def synflow_bn_multi_seed() -> dict[str, Any]:
     out = {}
     for strategy in ("auto", "vmap", "loop"):
         try:
-            block(pai.prune_seeds(model, variables, batches, [0, 1], "synflow", 0.9,
-                                  rounds=2, strategy=strategy))
+            block(pai.prune_seeds(model, variables, "synflow", 0.9, seeds=[0, 1],
+                                  batches=batches, rounds=2, strategy=strategy))
             out[strategy] = "ok"
         except Exception as e:  # noqa: BLE001 - the failure is the finding
             out[strategy] = f"{type(e).__name__}: {str(e).splitlines()[0][:120]}"

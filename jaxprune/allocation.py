@@ -25,6 +25,7 @@ import numpy as np
 
 from jaxprune import masks as _masks
 from jaxprune.masks import Path, Predicate
+from jaxprune.registry import Registry
 
 PyTree = Any
 Counts = dict[Path, int]
@@ -220,26 +221,21 @@ def layer_sparsities(counts: Mapping[Path, int], params: PyTree) -> dict[Path, f
     return {p: c / sizes[p] if sizes[p] else 0.0 for p, c in counts.items()}
 
 
-_REGISTRY: dict[str, Callable[..., Counts]] = {
-    "uniform": allocate_uniform,
-    "erk": allocate_erk,
-}
+#: Per-layer budgets by name: ``allocate_*(params, sparsity, *, prunable, keep_dense)``.
+#: (``"global"``, one threshold over all layers, is not a per-layer budget and not listed.)
+REGISTRY: Registry[Counts] = Registry("allocation")
+REGISTRY.register("uniform", allocate_uniform)
+REGISTRY.register("erk", allocate_erk)
 
 
 def names() -> list[str]:
     """Registered allocation names (plus ``"global"``, accepted by :func:`mask_by_allocation`)."""
-    return sorted(_REGISTRY)
+    return REGISTRY.names()
 
 
 def get(name: str) -> Callable[..., Counts]:
     """The allocation function registered as ``name`` (``allocate_*(params, sparsity, ...)``)."""
-    try:
-        return _REGISTRY[name]
-    except KeyError:
-        raise ValueError(
-            f"unknown allocation {name!r}; valid names: {names()} "
-            "(mask_by_allocation also takes 'global')"
-        ) from None
+    return REGISTRY.factory(name)
 
 
 def mask_by_allocation(

@@ -15,17 +15,19 @@ criterion once and another sparsity reuses the compiled loop (:func:`prune_by_ke
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxprune import allocation as _allocation
 from jaxprune import criteria as _criteria
 from jaxprune import masks as _masks
 from jaxprune.criteria.base import ScoreFn
 from jaxprune.masks import Predicate
+from jaxprune.registry import Registry
 
 PyTree = Any
 
@@ -70,23 +72,20 @@ def _check_rounds(rounds: int) -> int:
     return int(rounds)
 
 
-_REGISTRY: dict[str, Callable[[float, int], np.ndarray]] = {
-    "exponential": exponential_schedule,
-    "linear": linear_schedule,
-}
+#: Schedules by name: ``(sparsity, rounds) -> (rounds,) sparsities``.
+REGISTRY: Registry[np.ndarray] = Registry("schedule")
+REGISTRY.register("exponential", exponential_schedule)
+REGISTRY.register("linear", linear_schedule)
 
 
 def names() -> list[str]:
     """Registered schedule names."""
-    return sorted(_REGISTRY)
+    return REGISTRY.names()
 
 
 def get(name: str) -> Callable[[float, int], np.ndarray]:
     """The schedule ``(sparsity, rounds) -> (rounds,) sparsities`` registered as ``name``."""
-    try:
-        return _REGISTRY[name]
-    except KeyError:
-        raise ValueError(f"unknown schedule {name!r}; valid names: {names()}") from None
+    return REGISTRY.factory(name)
 
 
 def removal_counts(sparsities: Sequence[float], num_prunable: int) -> np.ndarray:
@@ -101,6 +100,55 @@ def removal_counts(sparsities: Sequence[float], num_prunable: int) -> np.ndarray
     """
     c = np.array([_masks.num_to_remove(num_prunable, s) for s in sparsities], dtype=np.int64)
     return np.maximum.accumulate(c)
+
+
+def keep_counts(
+    params: PyTree,
+    sparsity: float,
+    allocation: str | Mapping[Sequence[str | int], float] = "global",
+    *,
+    rounds: int = 1,
+    schedule: str = "exponential",
+    prunable: Predicate | None = None,
+    keep_dense: Iterable[Sequence[str | int]] = (),
+) -> np.ndarray:
+    """How many prunable weights a pruning run keeps: THE conversion of a sparsity to counts.
+
+    Every pruning path (one-shot global or per layer, iterative rounds, one network or a stack)
+    turns its sparsity into counts here, so a sparsity means the same number of weights
+    everywhere. Only shapes are read. The rounding rule is :func:`jaxprune.masks.num_to_remove`.
+
+    Args:
+      params: params (or any tree mirroring them).
+      sparsity: fraction of prunable weights removed, in [0, 1].
+      allocation: ``"global"``, a per-layer budget name (:func:`jaxprune.allocation.names`) or a
+        ``{path: sparsity}`` map (layers it does not list get ``sparsity``).
+      rounds: ``> 1`` for iterative pruning under ``schedule`` (global allocation only).
+      schedule: a name in :func:`names`.
+      prunable, keep_dense: the prunable filter.
+
+    Returns:
+      int64 counts: ``rounds > 1``: (rounds,) kept after each round; ``"global"``: () kept in
+      total; otherwise (L,) kept in each of the L prunable leaves, tree-flatten order.
+    """
+    flat = _masks.flatten_prunable(params, prunable, keep_dense)
+    sizes = {p: int(np.prod(np.shape(x), dtype=np.int64))
+             for p, x, f in zip(flat.paths, flat.leaves, flat.flags, strict=True) if f}
+    n = sum(sizes.values())
+    kw = dict(prunable=prunable, keep_dense=keep_dense)
+    is_global = isinstance(allocation, str) and allocation == "global"
+    if _check_rounds(rounds) > 1:
+        if not is_global:
+            raise ValueError(f"{rounds} pruning rounds prune globally; allocation={allocation!r} "
+                             "needs rounds=1")
+        return n - removal_counts(get(schedule)(sparsity, rounds), n)
+    if is_global:
+        return np.asarray(n - _masks.num_to_remove(n, sparsity), np.int64)
+    if isinstance(allocation, Mapping):
+        removed = _allocation.allocate_by_map(params, allocation, default=sparsity, **kw)
+    else:
+        removed = _allocation.get(allocation)(params, sparsity, **kw)
+    return np.asarray([size - removed[p] for p, size in sizes.items()], np.int64)
 
 
 def prune_iteratively(
@@ -122,14 +170,14 @@ def prune_iteratively(
     weights already pruned rank below every live one (as if scored ``-inf``), so they stay pruned;
     the ``N - c_t`` highest-scoring live weights are kept, with ``c_t`` from :func:`removal_counts`.
     The final mask removes exactly ``round(sparsity * N)``. Ties: lower flat index kept (as in
-    :func:`jaxprune.masks.mask_by_topk`); a NaN score ranks lowest. ``k_t = fold_in(key, t - 1)``.
+    :func:`jaxprune.masks.mask_by_topk`). ``k_t = fold_in(key, t - 1)``.
 
     The loop is one ``jax.lax.fori_loop`` inside one ``jax.jit``: ``score_fn`` is traced once
     whatever ``rounds`` is, and the per-round keep counts are an argument of the compiled loop
     (:func:`prune_by_keep_counts`), so calling again with the same ``score_fn`` object, shapes and
-    ``rounds`` reuses the program, whatever the sparsity. Scores are not checked for NaN inside
-    the loop; check a single round with :func:`jaxprune.masks.check_finite_scores` first if in
-    doubt.
+    ``rounds`` reuses the program, whatever the sparsity. A NaN or infinite score of a live
+    weight in any round raises ``ValueError`` naming the layer (see :func:`run_rounds` to get the
+    flags under an outer ``jit`` instead).
 
     Args:
       score_fn: a criterion's ``score_fn(params, *, batch, key)``.
@@ -145,15 +193,12 @@ def prune_iteratively(
     Returns:
       The final bool mask pytree.
     """
-    s = _masks.check_sparsity(sparsity)
-    sparsities = get(schedule)(s, rounds)
-    _, leaves, flags, _ = _masks.flatten_prunable(params, prunable, keep_dense)
-    sizes = [np.prod(np.shape(x), dtype=np.int64) for x, f in zip(leaves, flags, strict=True) if f]
-    n = int(sum(sizes))
-    return prune_by_keep_counts(
-        score_fn, params, n - removal_counts(sparsities, n), batch=batch, key=key, mask=mask,
-        prunable=prunable, keep_dense=keep_dense,
-    )
+    counts = keep_counts(params, _masks.check_sparsity(sparsity), rounds=_check_rounds(rounds),
+                         schedule=schedule, prunable=prunable, keep_dense=keep_dense)
+    if rounds == 1:
+        counts = counts[None]
+    return prune_by_keep_counts(score_fn, params, counts, batch=batch, key=key, mask=mask,
+                                prunable=prunable, keep_dense=keep_dense)
 
 
 def prune_by_keep_counts(
@@ -169,12 +214,12 @@ def prune_by_keep_counts(
 ) -> PyTree:
     """:func:`prune_iteratively` given the number of weights each round keeps, not a schedule.
 
-    Round ``t`` keeps the ``keep_counts[t]`` highest-scoring live prunable weights (ties, NaN,
-    start ``mask`` and keys as in :func:`prune_iteratively`). ``keep_counts`` is an argument of
-    the compiled loop, not a constant in it: a new sparsity with the same number of rounds reuses
-    the compiled program, and the counts may be traced (e.g. computed in Python outside a
-    ``jit`` and passed in). The program is cached on ``(score_fn, prunable leaves)``, and
-    ``jax.jit`` on shapes, so pass the same ``score_fn`` object to reuse it.
+    Round ``t`` keeps the ``keep_counts[t]`` highest-scoring live prunable weights (ties, start
+    ``mask`` and keys as in :func:`prune_iteratively`). ``keep_counts`` is an argument of the
+    compiled loop, not a constant in it: a new sparsity with the same number of rounds reuses
+    the compiled program. Non-finite scores raise ``ValueError`` and a layer left with no weight
+    warns (:class:`jaxprune.masks.LayerCollapseWarning`) when the result is concrete; under an
+    outer ``jit``/``vmap`` nothing can be raised: use :func:`run_rounds` and check its flags.
 
     Args:
       score_fn: a criterion's ``score_fn(params, *, batch, key)``.
@@ -185,26 +230,55 @@ def prune_by_keep_counts(
     Returns:
       The final bool mask pytree.
     """
-    _, leaves, flags, _ = _masks.flatten_prunable(params, prunable, keep_dense)
+    flat = _masks.flatten_prunable(params, prunable, keep_dense)
+    mask, nonfinite = run_rounds(score_fn, params, keep_counts, batch=batch, key=key, mask=mask,
+                                 prunable=prunable, keep_dense=keep_dense)
+    if not isinstance(nonfinite, jax.core.Tracer):
+        _masks.raise_if_nonfinite(nonfinite, flat.prunable_paths)
+    return _masks.warn_if_collapsed(mask, flat.flags)
+
+
+def run_rounds(
+    score_fn: ScoreFn,
+    params: PyTree,
+    keep_counts: Sequence[int] | jax.Array,
+    *,
+    batch: Any = None,
+    key: jax.Array | None = None,
+    mask: PyTree | None = None,
+    prunable: Predicate | None = None,
+    keep_dense: Iterable[Sequence[str | int]] = (),
+) -> tuple[PyTree, jax.Array]:
+    """The traceable core of :func:`prune_by_keep_counts`: ``(mask, nonfinite)``, no checks.
+
+    ``nonfinite`` is (L,) bool, one per prunable leaf (tree-flatten order): whether any round
+    scored a live weight of that leaf NaN or infinite (raise with
+    :func:`jaxprune.masks.raise_if_nonfinite`). The program is cached on ``(score_fn, prunable
+    leaves)``, and ``jax.jit`` on shapes, so pass the same ``score_fn`` object to reuse it.
+    """
+    flags = _masks.flatten_prunable(params, prunable, keep_dense).flags
     if mask is None:
         mask = _masks.ones_like(params)
     _masks.check_mask_tree(params, mask)
     keep_counts = jnp.asarray(keep_counts, jnp.int32)
     if keep_counts.ndim != 1 or keep_counts.shape[0] < 1:
         raise ValueError(f"keep_counts must be a (rounds,) array, got shape {keep_counts.shape}")
-    if not any(f and np.size(x) for x, f in zip(leaves, flags, strict=True)):
-        return mask
-    run = _rounds_program(score_fn, tuple(flags))
-    return _masks.warn_if_collapsed(run(params, mask, batch, key, keep_counts), flags)
+    nonfinite = jnp.zeros((sum(flags),), jnp.bool_)
+    if not any(f and np.size(x) for x, f in zip(jax.tree.leaves(params), flags, strict=True)):
+        return mask, nonfinite
+    return _rounds_program(score_fn, tuple(flags))(params, mask, batch, key, keep_counts)
 
 
 @functools.lru_cache(maxsize=32)
 def _rounds_program(score_fn: ScoreFn, flags: tuple[bool, ...]) -> Callable[..., PyTree]:
-    """``jit(run)``, ``run(params, mask, batch, key, keep_counts) -> mask``: all rounds in one
-    ``lax.fori_loop``, ``score_fn`` traced once."""
+    """``jit(run)``, ``run(params, mask, batch, key, keep_counts) -> (mask, nonfinite)``: all
+    rounds in one ``lax.fori_loop``, ``score_fn`` traced once."""
+
+    def prunable_leaves(tree: PyTree) -> list[jax.Array]:
+        return [x for x, f in zip(jax.tree.leaves(tree), flags, strict=True) if f]
 
     def flat_prunable(tree: PyTree) -> jax.Array:
-        ls = [jnp.ravel(x) for x, f in zip(jax.tree.leaves(tree), flags, strict=True) if f]
+        ls = [jnp.ravel(x) for x in prunable_leaves(tree)]
         return jnp.concatenate([x.astype(jnp.result_type(*ls)) for x in ls])
 
     def unflat(keep: jax.Array, like: PyTree) -> PyTree:
@@ -222,15 +296,20 @@ def _rounds_program(score_fn: ScoreFn, flags: tuple[bool, ...]) -> Callable[...,
     @jax.jit
     def run(
         params: PyTree, mask: PyTree, batch: Any, key: jax.Array | None, keep_counts: jax.Array
-    ) -> PyTree:
-        def body(t: jax.Array, mask: PyTree) -> PyTree:
+    ) -> tuple[PyTree, jax.Array]:
+        def body(t: jax.Array, carry: tuple[PyTree, jax.Array]) -> tuple[PyTree, jax.Array]:
+            mask, nonfinite = carry
             k = None if key is None else jax.random.fold_in(key, t)
             scores = score_fn(_masks.apply_mask(params, mask), batch=batch, key=k)
+            bad = jnp.stack([jnp.any(~jnp.isfinite(s) & m) for s, m in
+                             zip(prunable_leaves(scores), prunable_leaves(mask), strict=True)])
             alive = flat_prunable(mask)
             keep = _masks.keep_top(flat_prunable(scores), keep_counts[t], alive)
-            return unflat(keep & alive, mask)  # never revive (a start mask may prune more)
+            # never revive (a start mask may prune more)
+            return unflat(keep & alive, mask), nonfinite | bad
 
-        return jax.lax.fori_loop(0, keep_counts.shape[0], body, mask)
+        start = (mask, jnp.zeros((sum(flags),), jnp.bool_))
+        return jax.lax.fori_loop(0, keep_counts.shape[0], body, start)
 
     return run
 

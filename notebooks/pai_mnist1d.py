@@ -56,7 +56,7 @@ methods = ["random", "magnitude", "snip", "grasp", "synflow"]
 sparsity = pai.compression_to_sparsity(100)
 densities = {}
 for method in methods:
-    stacked = pai.prune_seeds(model, variables, batches, seeds, method, sparsity,
+    stacked = pai.prune_seeds(model, variables, method, sparsity, seeds=seeds, batches=batches,
                               rounds=20 if QUICK and method == "synflow" else None)
     report = pai.mask_reports(model, variables, stacked, input_shape)[0]
     densities[method] = [r.density for r in report.rows if r.prunable]
@@ -101,10 +101,9 @@ for r in table:
 # %%
 seeds = [0, 1] if QUICK else [0, 1, 2]
 variables = pai.init_seeds(model, input_shape, seeds)
-batches = pai.score_batches(train, seeds, per_class=10)
-synflow_masks = pai.prune_seeds(model, variables, batches, seeds, "synflow", sparsity,
-                                rounds=20 if QUICK else None)
-keys = jax.random.split(jax.random.PRNGKey(42), len(seeds))
+synflow_masks = pai.prune_seeds(model, variables, "synflow", sparsity, seeds=seeds,
+                                input_shape=input_shape, rounds=20 if QUICK else None)
+keys = jax.random.split(jax.random.key(42), len(seeds))
 shuffled = jax.vmap(lambda m, k: sanity.shuffle_mask(m, key=k))(synflow_masks, keys)
 both_masks = jax.tree.map(lambda a, b: np.concatenate([a, b]), synflow_masks, shuffled)
 both_vars = jax.tree.map(lambda a: np.concatenate([a, a]), variables)

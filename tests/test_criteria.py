@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import chex
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from absl.testing import parameterized
 from flax import nnx
 from jax.flatten_util import ravel_pytree
 
@@ -79,6 +81,7 @@ FACTORY_KWARGS = {
     "magnitude": {},
     "trained_magnitude": {},
     "snip": {"loss_fn": xent(convnet_apply)},
+    "iterative_snip": {"loss_fn": xent(convnet_apply)},
     "grasp": {"loss_fn": criteria.softmax_xent_with_temperature(convnet_apply, 200.0)},
     "synflow": {"apply_fn": convnet_apply, "input_shape": (4, 4, 1)},
 }
@@ -131,6 +134,21 @@ def test_criterion_contract(name):
         for alloc in ("global", "erk"):
             mask = allocation.mask_by_allocation(scores, sparsity, alloc)
             assert masks.summary(params, mask).num_pruned == round(sparsity * n)
+
+
+class CriterionVariantsTest(chex.TestCase):
+    """Every registered criterion computes the same scores called eagerly and under ``jit``."""
+
+    @chex.variants(with_jit=True, without_jit=True)
+    @parameterized.parameters(*criteria.names())
+    def test_scores_with_and_without_jit(self, name):
+        score_fn = criteria.get(name, **FACTORY_KWARGS[name])
+        params, key = convnet_init(0), jax.random.key(1)
+        scores = self.variant(lambda p, k: score_fn(p, batch=CONV_BATCH, key=k))(params, key)
+        chex.assert_trees_all_equal_shapes(scores, params)
+        chex.assert_tree_all_finite(scores)
+        reference = jax.jit(lambda p, k: score_fn(p, batch=CONV_BATCH, key=k))(params, key)
+        chex.assert_trees_all_close(scores, reference, rtol=1e-6, atol=1e-9)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -358,6 +376,7 @@ def test_nnx_state_as_params():
             "magnitude": {},
             "trained_magnitude": {},
             "snip": {"loss_fn": xent(apply_fn)},
+            "iterative_snip": {"loss_fn": xent(apply_fn)},
             "grasp": {"loss_fn": xent(apply_fn)},
             "synflow": {"apply_fn": apply_fn, "input_shape": (5,)},
         }[name]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -242,3 +243,27 @@ def test_keep_top_many_rows_and_low_word_ties(dtype):
                 want = _keep_top_reference(np.asarray(x), k, alive)
                 np.testing.assert_array_equal(np.asarray(got), want,
                                               err_msg=f"trial {trial}, k={k}")
+
+
+class TopKVariantsTest(chex.TestCase):
+    """The traceable top-k core gives the same masks jitted and not (chex variants)."""
+
+    @chex.variants(with_jit=True, without_jit=True)
+    def test_mask_by_keep_counts_global_and_per_layer(self):
+        rng = np.random.default_rng(3)
+        scores = {"a": {"kernel": jnp.asarray(rng.integers(0, 4, (4, 5)), jnp.float32)},
+                  "b": {"kernel": jnp.asarray(rng.integers(0, 4, (5, 2)), jnp.float32)},
+                  "bn": {"scale": jnp.zeros((5,))}}
+        paths = [("a", "kernel"), ("b", "kernel")]
+        glob = self.variant(lambda s, k: masks.mask_by_keep_counts(s, k, per_layer=False))
+        mask = glob(scores, jnp.int32(13))
+        chex.assert_trees_all_equal_shapes(mask, scores)
+        keep = _reference_keep(_flat_prunable(scores, paths), 13)
+        np.testing.assert_array_equal(_flat_prunable(mask, paths), keep)
+        assert bool(mask["bn"]["scale"].all())
+        layer = self.variant(lambda s, k: masks.mask_by_keep_counts(s, k, per_layer=True))
+        mask = layer(scores, jnp.asarray([7, 3], jnp.int32))
+        for p, k in zip(paths, (7, 3), strict=True):
+            np.testing.assert_array_equal(
+                np.ravel(mask[p[0]]["kernel"]),
+                _reference_keep(np.ravel(np.asarray(scores[p[0]]["kernel"])), k))

@@ -54,8 +54,9 @@ def test_prune_snip_is_the_criterion_then_global_topk(setup):
 def test_prune_seeds_equals_a_loop_and_hits_the_count(setup, method):
     model, _, _, seeds, variables, batches = setup
     sparsity = 0.9
-    rounds = 5 if method in pai.DEFAULT_ROUNDS else None  # keep the test fast
-    stacked = pai.prune_seeds(model, variables, batches, seeds, method, sparsity, rounds=rounds)
+    rounds = 5 if criteria.default_rounds(method) > 1 else None  # keep the test fast
+    stacked = pai.prune_seeds(model, variables, method, sparsity, seeds=seeds, batches=batches,
+                              rounds=rounds)
     n_prunable = sum(p.size for p in jax.tree.leaves(
         masks.restrict_to_prunable(jax.tree.map(lambda a: a[0], variables["params"]))))
     n_kernel = sum(int(np.prod(p.shape[1:])) for path, p in
@@ -66,7 +67,7 @@ def test_prune_seeds_equals_a_loop_and_hits_the_count(setup, method):
         one = jax.tree.map(lambda a, i=i: a[i], variables)
         ref = pai.prune(model, one, method, sparsity, input_shape=SHAPE,
                         batch=(batches[0][i], batches[1][i]),
-                        key=jax.random.fold_in(jax.random.PRNGKey(s), 3), rounds=rounds)
+                        key=jax.random.fold_in(jax.random.key(s), 3), rounds=rounds)
         got = jax.tree.map(lambda a, i=i: a[i], stacked)
         assert _num_pruned(got) == round(sparsity * n_kernel)
         for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(ref), strict=True):
@@ -81,7 +82,7 @@ def test_keep_first_last_and_misuse(setup):
     mask = pai.prune(model, one, "magnitude", 0.95, input_shape=SHAPE, keep_dense=(first, last))
     assert np.all(mask["fc1"]["kernel"]) and np.all(mask["fc3"]["kernel"])
     assert not np.all(mask["fc2"]["kernel"])
-    with pytest.raises(ValueError, match="unknown pruning method 'obd'"):
+    with pytest.raises(ValueError, match="unknown criterion 'obd'"):
         pai.prune(model, one, "obd", 0.5, input_shape=SHAPE)
     with pytest.raises(ValueError, match="needs rounds=1"):
         pai.prune(model, one, "synflow", 0.5, input_shape=SHAPE, allocation="erk")
@@ -166,8 +167,8 @@ def test_synflow_on_a_batch_norm_model_under_every_strategy(strategy):
                                             "var": jnp.asarray(rng.uniform(0.2, 4, (2, 4)),
                                                                jnp.float32)}}
     batches = (jnp.zeros((2, 2, *shape)), jnp.zeros((2, 2), jnp.int32))  # unused by SynFlow
-    stacked = pai.prune_seeds(model, variables, batches, seeds, "synflow", 0.5, rounds=2,
-                              strategy=strategy)
+    stacked = pai.prune_seeds(model, variables, "synflow", 0.5, seeds=seeds, batches=batches,
+                              rounds=2, strategy=strategy)
     one = lambda tree, i: jax.tree.map(lambda a: a[i], tree)
     for i in range(len(seeds)):
         ref = pai.prune(model, one(variables, i), "synflow", 0.5, input_shape=shape, rounds=2)
@@ -205,19 +206,19 @@ def _compilations():
 def test_prune_seeds_compiles_once_for_any_seeds_and_sparsity(setup, method, kw):
     """Seeds, variables, batches and the sparsity are arguments of one compiled program."""
     model, _, _, seeds, variables, batches = setup
-    pai.prune_seeds(model, variables, batches, seeds, method, 0.9, **kw)
+    pai.prune_seeds(model, variables, method, 0.9, seeds=seeds, batches=batches, **kw)
     other = pai.init_seeds(model, SHAPE, [7, 8, 9])
     for s, v, sparsity in [([7, 8, 9], other, 0.9), (seeds, variables, 0.5),
                            ([7, 8, 9], other, 0.99)]:
         with _compilations() as counts:
-            got = pai.prune_seeds(model, v, batches, s, method, sparsity, **kw)
+            got = pai.prune_seeds(model, v, method, sparsity, seeds=s, batches=batches, **kw)
             jax.block_until_ready(got)
         assert counts == {"compiles": 0, "traces": 0}, (s, sparsity)
     # ... and computes what a fresh per-network prune computes
     i = 1
     ref = pai.prune(model, jax.tree.map(lambda a: a[i], other), method, 0.99, input_shape=SHAPE,
                     batch=(batches[0][i], batches[1][i]), key=jax.random.fold_in(
-                        jax.random.PRNGKey(8), 3), **kw)
+                        jax.random.key(8), 3), **kw)
     jax.tree.map(lambda a, b: np.testing.assert_array_equal(a[i], b), got, ref)
 
 
@@ -231,3 +232,121 @@ def test_prune_reuses_compiled_programs_across_calls_and_sparsities(setup):
             for sparsity in (0.9, 0.5):
                 pai.prune(model, one, method, sparsity, input_shape=SHAPE, batch=batch, **kw)
         assert counts["compiles"] == 0, method
+
+
+# ---------------------------------------------------------------------------------------------
+# No silent wrong masks: NaN on every path, targets that keep nothing, clear stack errors.
+# ---------------------------------------------------------------------------------------------
+
+
+def _with_nan(tree, seed=None):
+    """``tree`` with one NaN in ``fc2/kernel`` (of stacked seed index ``seed``)."""
+    out = jax.tree.map(jnp.asarray, tree)
+    k = out["params"]["fc2"]["kernel"]
+    out["params"]["fc2"]["kernel"] = k.at[(0, 0) if seed is None else (seed, 0, 0)].set(jnp.nan)
+    return out
+
+
+PATHS = [("synflow", 3), ("iterative_snip", 3), ("snip", 2), ("snip", 1), ("grasp", 1),
+         ("magnitude", 1), ("random", 1)]
+
+
+@pytest.mark.parametrize(("method", "rounds"), PATHS)
+def test_nan_parameters_raise_naming_seed_and_layer_on_every_path(setup, method, rounds):
+    model, _, _, seeds, variables, batches = setup
+    one = jax.tree.map(lambda a: a[0], variables)
+    kw = dict(input_shape=SHAPE, batch=(batches[0][0], batches[1][0]), key=jax.random.key(0),
+              rounds=rounds)
+    with pytest.raises(ValueError, match="non-finite parameters .* layer 'fc2/kernel'"):
+        pai.prune(model, _with_nan(one), method, 0.9, **kw)
+    with pytest.raises(ValueError, match="for seed 1, layer 'fc2/kernel'"):
+        pai.prune_seeds(model, _with_nan(variables, seed=1), method, 0.9, seeds=seeds,
+                        batches=batches, rounds=rounds)
+
+
+@pytest.mark.parametrize(("method", "rounds"), [("snip", 1), ("snip", 2), ("iterative_snip", 3),
+                                                ("grasp", 1)])
+def test_nan_scores_from_data_raise_naming_the_seed(setup, method, rounds):
+    """Finite weights, a NaN in one seed's scoring batch: that seed's scores are NaN."""
+    model, _, _, seeds, variables, batches = setup
+    xs = batches[0].at[2, 0, 0, 0, 0].set(jnp.nan)
+    with pytest.raises(ValueError, match="non-finite scores .* for seed 2, layer 'fc1/kernel'"):
+        pai.prune_seeds(model, variables, method, 0.9, seeds=seeds, batches=(xs, batches[1]),
+                        rounds=rounds)
+    one = jax.tree.map(lambda a: a[0], variables)
+    with pytest.raises(ValueError, match="non-finite scores .* layer 'fc1/kernel'"):
+        pai.prune(model, one, method, 0.9, batch=(xs[2], batches[1][2]), rounds=rounds)
+
+
+@pytest.mark.parametrize("sparsity", [1.0, pai.compression_to_sparsity(1e12)])
+def test_a_target_that_keeps_no_weight_is_refused_everywhere(setup, sparsity):
+    model, train, test, seeds, variables, batches = setup
+    one = jax.tree.map(lambda a: a[0], variables)
+    n = 64 * 32 + 32 * 16 + 16 * 10
+    message = f"removes all {n:,} prunable weights"
+    for rounds in (1, 4):
+        with pytest.raises(ValueError, match=message):
+            pai.prune(model, one, "magnitude", sparsity, rounds=rounds)
+        with pytest.raises(ValueError, match=message):
+            pai.prune_seeds(model, variables, "magnitude", sparsity, seeds=seeds, rounds=rounds)
+    with pytest.raises(ValueError, match=message):
+        pai.sweep(model, train, test, TrainConfig(epochs=1), methods=["random"],
+                  sparsities=[0.5, sparsity], seeds=[0], progress=False)
+    assert pai.budget(one["params"], 1 - 1 / n) == 1  # one weight left is a valid target
+
+
+def test_python_api_friction(setup):
+    """What a newcomer tries first works: data.load's tuple, no batches for data-free
+    criteria, prune and prune_seeds with the same argument order, a clear stack error."""
+    model, _, _, seeds, variables, _ = setup
+    train = data.load("digits", "train")  # a plain (images, labels) tuple
+    xs, ys = pai.score_batches(train, seeds, per_class=2)
+    assert xs.shape == (3, 20, *SHAPE) and ys.shape == (3, 20)
+    mags = pai.prune_seeds(model, variables, "magnitude", 0.9, seeds=seeds)  # no data needed
+    syn = pai.prune_seeds(model, variables, "synflow", 0.9, seeds=seeds, input_shape=SHAPE,
+                          rounds=2)
+    assert jax.tree.leaves(mags)[0].shape[0] == jax.tree.leaves(syn)[0].shape[0] == 3
+    with pytest.raises(ValueError, match="synflow needs input_shape="):
+        pai.prune_seeds(model, variables, "synflow", 0.9, seeds=seeds)
+    with pytest.raises(ValueError, match="snip scores on data: pass batches="):
+        pai.prune_seeds(model, variables, "snip", 0.9, seeds=seeds)
+    with pytest.raises(ValueError, match="2 seeds but the stacked variables leaf"):
+        pai.prune_seeds(model, variables, "magnitude", 0.9, seeds=[0, 1])
+    with pytest.raises(ValueError, match="3 seeds but the stacked batches leaf"):
+        pai.prune_seeds(model, variables, "snip", 0.9, seeds=seeds, batches=(xs[:2], ys[:2]))
+    import inspect
+
+    first = lambda f: list(inspect.signature(f).parameters)[:4]
+    assert first(pai.prune) == first(pai.prune_seeds) == ["model", "variables", "method",
+                                                          "sparsity"]
+    assert pai.METHODS == tuple(criteria.names())
+
+
+def test_synflow_keeps_every_layer_where_magnitude_collapses_one(setup):
+    """Tanaka et al.'s point: 100 rounds of SynFlow avoid layer collapse at a compression where
+    one-shot magnitude removes a whole layer (the first: fan-in 64, the smallest weights)."""
+    model, _, _, seeds, variables, _ = setup
+    sparsity = pai.compression_to_sparsity(300)  # 9 of 2,720 weights left
+    with pytest.warns(masks.LayerCollapseWarning, match="seed 0: fc1/kernel"):
+        mags = pai.prune_seeds(model, variables, "magnitude", sparsity, seeds=seeds)
+    syn = pai.prune_seeds(model, variables, "synflow", sparsity, seeds=seeds, input_shape=SHAPE)
+    for i in range(len(seeds)):
+        take = lambda t, i=i: jax.tree.map(lambda a: a[i], t)
+        one = take(variables)["params"]
+        assert ("fc1", "kernel") in masks.collapsed_layers(take(mags))
+        assert masks.collapsed_layers(take(syn)) == []
+        assert masks.summary(one, take(syn)).num_pruned == masks.summary(one, take(mags)
+                                                                          ).num_pruned
+
+
+def test_chance_accuracy_and_aggregate():
+    labels = np.array([0] * 60 + [1] * 40)
+    chance, threshold = pai.chance_accuracy(labels)
+    assert chance == 0.6 and threshold == pytest.approx(0.6 + 2.326 * np.sqrt(0.24 / 100))
+    rows = [{"method": "m", "sparsity": 0.9, "compression": 10.0, "test_accuracy": a,
+             "collapsed_layers": c, "at_chance": a <= threshold, "remaining_params": 1}
+            for a, c in [(0.6, 0), (0.6, 1), (0.9, 0)]]
+    (agg,) = pai.aggregate(rows)
+    assert (agg["collapsed_runs"], agg["at_chance_runs"]) == (1, 2)
+    (single,) = pai.aggregate(rows[:1])
+    assert np.isnan(single["acc_std"])  # one seed: no spread, not 0

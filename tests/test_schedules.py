@@ -183,3 +183,38 @@ def test_schedule_misuse():
         schedules.prune_iteratively(mag, PARAMS, 0.5, rounds=2, mask={"fc0": PARAMS["fc0"]})
     with pytest.raises(ValueError, match="'snip' criterion needs batch="):
         schedules.prune_iteratively(criteria.snip(LOSS), PARAMS, 0.5, rounds=2)
+
+
+def _nan_once_pruned(params, *, batch=None, key=None):
+    """|theta| while a leaf is intact; NaN for a whole leaf once any of its weights is 0."""
+    return jax.tree.map(lambda p: jnp.abs(p) * jnp.where(jnp.all(p != 0), 1.0, jnp.nan), params)
+
+
+def test_a_nan_score_in_a_later_round_raises_naming_the_layer():
+    # round 1 scores are finite; round 2 sees zeros in every kernel and scores NaN.
+    with pytest.raises(ValueError, match="non-finite scores .* layer 'fc0/kernel'"):
+        schedules.prune_iteratively(_nan_once_pruned, PARAMS, 0.5, rounds=3)
+    counts = schedules.keep_counts(PARAMS, 0.5, rounds=3)
+    mask, nonfinite = jax.jit(lambda p: schedules.run_rounds(_nan_once_pruned, p, counts))(PARAMS)
+    assert nonfinite.tolist() == [True, True, True]  # under jit: flags, not an exception
+    one_round = schedules.prune_iteratively(_nan_once_pruned, PARAMS, 0.5, rounds=1)
+    assert _num_pruned(one_round) == round(0.5 * N)
+
+
+def test_keep_counts_is_the_one_conversion():
+    """Every budget kind from one function, matching what the mask builders remove."""
+    from jaxprune import allocation
+
+    g = schedules.keep_counts(PARAMS, 0.37)
+    assert g.shape == () and int(g) == N - masks.num_to_remove(N, 0.37)
+    assert _num_pruned(masks.mask_by_topk(jax.tree.map(jnp.abs, PARAMS), 0.37)) == N - int(g)
+    layer = schedules.keep_counts(PARAMS, 0.37, "erk")
+    removed = allocation.allocate_erk(PARAMS, 0.37)
+    assert layer.tolist() == [n - removed[p] for p, n in
+                              [(("fc0", "kernel"), 24), (("fc1", "kernel"), 30),
+                               (("fc2", "kernel"), 15)]]
+    rounds = schedules.keep_counts(PARAMS, 0.37, rounds=4)
+    want = N - schedules.removal_counts(schedules.exponential_schedule(0.37, 4), N)
+    assert rounds.tolist() == want.tolist() and rounds[-1] == g
+    with pytest.raises(ValueError, match="needs rounds=1"):
+        schedules.keep_counts(PARAMS, 0.37, "erk", rounds=4)

@@ -14,6 +14,7 @@ Registered names (``names()``):
   magnitude          |theta|                                                basic.magnitude
   trained_magnitude  |theta| on trained params (lottery tickets), alias     basic.magnitude
   snip               |theta * dL/dtheta| (needs ``loss_fn``, ``batch``)     saliency.snip
+  iterative_snip     SNIP re-scored over 100 rounds by default              saliency.snip
   grasp              theta * (H g) (needs ``loss_fn``, ``batch``)           saliency.grasp
   synflow            |theta * dR/dtheta|, data-free (needs ``apply_fn``,    synflow.synflow
                      ``input_shape``)
@@ -24,45 +25,78 @@ Iterative variants (re-scoring the masked network over rounds) live in
 
 from __future__ import annotations
 
-import inspect
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, NamedTuple
 
 from jaxprune.criteria.base import ScoreFn
 from jaxprune.criteria.basic import magnitude, random
 from jaxprune.criteria.saliency import grasp, hvp, snip, softmax_xent_with_temperature
 from jaxprune.criteria.synflow import synflow
+from jaxprune.registry import Registry
 
 __all__ = [
+    "REGISTRY",
+    "ModelFns",
     "ScoreFn",
+    "default_rounds",
+    "for_model",
     "get",
     "grasp",
     "hvp",
     "magnitude",
     "names",
+    "needs_data",
     "random",
     "snip",
     "softmax_xent_with_temperature",
     "synflow",
 ]
 
-_REGISTRY: dict[str, Callable[..., ScoreFn]] = {
-    "random": random,
-    "magnitude": magnitude,
-    "trained_magnitude": magnitude,
-    "snip": snip,
-    "grasp": grasp,
-    "synflow": synflow,
-}
+
+class ModelFns(NamedTuple):
+    """What model-aware code (``studies``) hands a criterion: the model's pieces, by role.
+
+    ``apply_fn(params, x) -> logits`` and ``loss_fn(params, (x, y)) -> scalar`` run the model in
+    the mode the criterion should see (eval mode for batch norm, as the references score);
+    ``input_shape`` is one example's shape (SynFlow's all-ones input).
+    """
+
+    apply_fn: Callable[[Any, Any], Any]
+    loss_fn: Callable[[Any, Any], Any]
+    input_shape: Sequence[int]
+
+
+#: Every criterion by name. Each entry's metadata: ``data`` (needs a scoring batch), ``rounds``
+#: (default number of pruning rounds: 100 for SynFlow and iterative SNIP, as in Tanaka et al.),
+#: ``from_model`` (``(ModelFns, options) -> factory kwargs``: how a model's pieces become the
+#: factory's arguments). A new criterion is added here, and only here.
+REGISTRY: Registry[ScoreFn] = Registry("criterion")
+_none = lambda fns, options: {}
+_loss = lambda fns, options: {"loss_fn": fns.loss_fn}
+REGISTRY.register("random", random, data=False, rounds=1, from_model=_none)
+REGISTRY.register("magnitude", magnitude, data=False, rounds=1, from_model=_none)
+REGISTRY.register("trained_magnitude", magnitude, data=False, rounds=1, from_model=_none)
+REGISTRY.register("snip", snip, data=True, rounds=1, from_model=_loss)
+REGISTRY.register("iterative_snip", snip, data=True, rounds=100, from_model=_loss)
+REGISTRY.register(
+    "grasp", grasp, data=True, rounds=1,
+    # GraSP's reference code scores a softmax with temperature 200.
+    from_model=lambda fns, options: {"loss_fn": softmax_xent_with_temperature(
+        fns.apply_fn, options.get("grasp_temperature", 200.0))},
+)
+REGISTRY.register(
+    "synflow", synflow, data=False, rounds=100,
+    from_model=lambda fns, options: {"apply_fn": fns.apply_fn, "input_shape": fns.input_shape},
+)
 
 
 def names() -> list[str]:
     """The registered criterion names, sorted."""
-    return sorted(_REGISTRY)
+    return REGISTRY.names()
 
 
 def get(name: str, **factory_kwargs: Any) -> ScoreFn:
-    """Build the criterion registered as ``name``: ``_REGISTRY[name](**factory_kwargs)``.
+    """Build the criterion registered as ``name``: its factory called with ``factory_kwargs``.
 
     Args:
       name: one of :func:`names`.
@@ -76,21 +110,22 @@ def get(name: str, **factory_kwargs: Any) -> ScoreFn:
       ValueError: unknown name (the message lists the valid ones).
       TypeError: missing or unexpected factory arguments (the message lists the expected ones).
     """
-    if name not in _REGISTRY:
-        raise ValueError(f"unknown criterion {name!r}; valid names: {names()}")
-    factory = _REGISTRY[name]
-    sig = inspect.signature(factory)
-    try:
-        sig.bind(**factory_kwargs)
-    except TypeError as e:
-        required = [
-            p.name
-            for p in sig.parameters.values()
-            if p.default is inspect.Parameter.empty
-            and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
-        ]
-        raise TypeError(
-            f"criterion {name!r}: {e}. It takes {list(sig.parameters)} "
-            f"(required: {required or 'none'}); got {sorted(factory_kwargs)}"
-        ) from None
-    return factory(**factory_kwargs)
+    return REGISTRY.get(name, **factory_kwargs)
+
+
+def for_model(name: str, fns: ModelFns, options: Mapping[str, Any] | None = None) -> ScoreFn:
+    """The criterion ``name`` built from a model's pieces (see :class:`ModelFns`).
+
+    ``options`` holds criterion settings beyond the model (``grasp_temperature``).
+    """
+    return get(name, **REGISTRY.info(name)["from_model"](fns, dict(options or {})))
+
+
+def needs_data(name: str) -> bool:
+    """Whether criterion ``name`` scores on a data batch (SNIP, GraSP) or without (SynFlow)."""
+    return bool(REGISTRY.info(name)["data"])
+
+
+def default_rounds(name: str) -> int:
+    """How many pruning rounds ``name`` runs by default (100 for SynFlow, iterative SNIP)."""
+    return int(REGISTRY.info(name)["rounds"])

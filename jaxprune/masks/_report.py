@@ -186,16 +186,17 @@ def format_report(report: MaskReport) -> str:
         name = "/".join(map(str, r.path)) + ("" if r.prunable else " (dense)")
         line = f"{name:<32} {str(r.shape):<18} {r.kept:>10} {r.total:>10} {r.density:>8.4f}"
         if with_macs:
-            line += f" {'?' if r.remaining_macs is None else f'{r.remaining_macs:.4g}':>12}"
+            line += f" {'?' if r.remaining_macs is None else f'{round(r.remaining_macs):,}':>12}"
         lines.append(line)
     lines.append(
         f"sparsity {report.sparsity:.4f} (density {report.density:.4f}, "
         f"compression {1 / report.density if report.density else float('inf'):.4g}x): "
-        f"{report.num_pruned} of {report.num_prunable} prunable weights removed; "
-        f"{report.remaining_params} of {report.params} params remain"
+        f"{report.num_pruned:,} of {report.num_prunable:,} prunable weights removed; "
+        f"{report.remaining_params:,} of {report.params:,} params remain"
     )
     if with_macs:
-        lines.append(f"MACs: {report.remaining_macs:.4g} of {report.macs:.4g} remain")
+        lines.append(f"MACs: {round(report.remaining_macs):,} of {report.macs:,} remain "
+                     f"({100 * report.remaining_macs / max(report.macs, 1):.2f}%)")
     if report.collapsed:
         lines.append(
             "WARNING: layer collapse, no weight kept in "

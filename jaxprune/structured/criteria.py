@@ -22,7 +22,6 @@ only counts the layers where it exists (``c < size``).
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Callable
 from typing import Any, Protocol
 
@@ -30,6 +29,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from jaxprune.registry import Registry
 from jaxprune.structured.gates import apply_with_gates, init_gates
 from jaxprune.structured.groups import Structure
 
@@ -244,17 +244,17 @@ def fisher(
     return score_fn
 
 
-_REGISTRY: dict[str, Callable[..., ChannelScoreFn]] = {
-    "l1": l1,
-    "random": random,
-    "bn_scale": bn_scale,
-    "fisher": fisher,
-}
+#: Channel criteria by name (``structure=`` always; ``loss_fn=``, ``train=`` for ``fisher``).
+REGISTRY: Registry[ChannelScoreFn] = Registry("channel criterion")
+REGISTRY.register("l1", l1)
+REGISTRY.register("random", random)
+REGISTRY.register("bn_scale", bn_scale)
+REGISTRY.register("fisher", fisher)
 
 
 def names() -> list[str]:
     """The registered channel-criterion names, sorted."""
-    return sorted(_REGISTRY)
+    return REGISTRY.names()
 
 
 def get(name: str, **factory_kwargs: Any) -> ChannelScoreFn:
@@ -272,15 +272,4 @@ def get(name: str, **factory_kwargs: Any) -> ChannelScoreFn:
       ValueError: unknown name (the message lists the valid ones).
       TypeError: missing or unexpected factory arguments (the message lists the expected ones).
     """
-    if name not in _REGISTRY:
-        raise ValueError(f"unknown channel criterion {name!r}; valid names: {names()}")
-    factory = _REGISTRY[name]
-    sig = inspect.signature(factory)
-    try:
-        sig.bind(**factory_kwargs)
-    except TypeError as e:
-        raise TypeError(
-            f"channel criterion {name!r}: {e}. It takes {list(sig.parameters)}; "
-            f"got {sorted(factory_kwargs)}"
-        ) from None
-    return factory(**factory_kwargs)
+    return REGISTRY.get(name, **factory_kwargs)

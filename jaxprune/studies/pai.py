@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import functools
 import math
+import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, NamedTuple
 
@@ -27,7 +28,6 @@ import jax.numpy as jnp
 import numpy as np
 from tqdm.auto import tqdm
 
-from jaxprune import allocation as _allocation
 from jaxprune import criteria, flops, masks, schedules
 from jaxprune import seeds as _seeds
 from jaxprune.data import batching, preprocess
@@ -35,96 +35,12 @@ from jaxprune.train import Split, TrainConfig, cross_entropy, fit, split_variabl
 
 PyTree = Any
 
-#: Methods ``prune`` accepts: single-shot criteria plus the iterative ones.
-METHODS = ("random", "magnitude", "snip", "grasp", "synflow", "iterative_snip")
-#: Default number of rounds per method (SynFlow and iterative SNIP: 100, as in Tanaka et al.).
-DEFAULT_ROUNDS = {"synflow": 100, "iterative_snip": 100}
+#: Methods ``prune`` accepts: every registered criterion (:func:`jaxprune.criteria.names`);
+#: iterative ones (SynFlow, iterative SNIP) run :func:`jaxprune.criteria.default_rounds` rounds.
+METHODS = tuple(criteria.names())
 
 
-def model_fns(model: nn.Module, model_state: PyTree):
-    """``(apply_fn(params, x), loss_fn(params, (x, y)))`` of ``model`` in eval mode."""
-
-    def apply_fn(params, x):
-        return model.apply({"params": params, **model_state}, x, train=False)
-
-    def loss_fn(params, batch):
-        x, y = batch
-        return cross_entropy(apply_fn(params, x), y).mean()
-
-    return apply_fn, loss_fn
-
-
-def check_method(method: str) -> str:
-    if method not in METHODS:
-        raise ValueError(f"unknown pruning method {method!r}; valid methods: {list(METHODS)}")
-    return method
-
-
-def prune(
-    model: nn.Module,
-    variables: PyTree,
-    method: str,
-    sparsity: float,
-    *,
-    input_shape: Sequence[int],
-    batch: tuple[jax.Array, jax.Array] | None = None,
-    key: jax.Array | None = None,
-    allocation: str | Mapping[Sequence[str], float] = "global",
-    keep_dense: Iterable[Sequence[str]] = (),
-    rounds: int | None = None,
-    grasp_temperature: float = 200.0,
-) -> PyTree:
-    """Prune one network at initialization; returns a bool mask mirroring ``variables["params"]``.
-
-    Jittable and vmappable over ``variables``, ``batch`` and ``key`` (``sparsity`` is static).
-    Called eagerly, it reuses the compiled scoring and masking programs of earlier calls with the
-    same model, method and shapes, whatever the variables or the sparsity.
-
-    Args:
-      model: the Flax module.
-      variables: its variables (``params`` plus e.g. ``batch_stats``).
-      method: one of :data:`METHODS`.
-      sparsity: fraction of prunable weights to remove, in [0, 1].
-      input_shape: per-example input shape (SynFlow's all-ones input).
-      batch: ``(x, y)`` scoring batch (SNIP, GraSP, iterative SNIP), already normalized.
-      key: PRNG key (``random``).
-      allocation: ``"global"`` top-k, ``"uniform"``, ``"erk"``, or a ``{path: sparsity}`` map.
-      keep_dense: param paths never pruned (e.g. the first and last layer).
-      rounds: pruning rounds (default :data:`DEFAULT_ROUNDS`, else 1). With more than one round
-        the schedule is exponential and the allocation must be global.
-      grasp_temperature: GraSP's softmax temperature (200 in the reference code).
-
-    Returns:
-      The bool mask pytree.
-    """
-    check_method(method)
-    params, model_state = split_variables(variables)
-    rounds = _rounds(method, rounds)
-    score_fn = _score_fn(model, method, tuple(input_shape), grasp_temperature)
-    data = (model_state, batch)  # score_fn's batch: the model state travels as an argument
-    if rounds > 1:
-        _check_global(method, rounds, allocation)
-        return schedules.prune_iteratively(
-            score_fn, params, sparsity, rounds=rounds, schedule="exponential", batch=data,
-            key=key, keep_dense=keep_dense,
-        )
-    scores = score_fn(params, batch=data, key=key)
-    return _allocation.mask_by_allocation(scores, sparsity, allocation, keep_dense=keep_dense)
-
-
-def _rounds(method: str, rounds: int | None) -> int:
-    return DEFAULT_ROUNDS.get(method, 1) if rounds is None else rounds
-
-
-def _check_global(method: str, rounds: int, allocation: Any) -> None:
-    if not (isinstance(allocation, str) and allocation == "global"):
-        raise ValueError(
-            f"{method} with {rounds} rounds prunes globally; allocation={allocation!r} needs "
-            "rounds=1"
-        )
-
-
-def _cached(factory: Any) -> Any:
+def _cached_factory(factory: Any) -> Any:
     """``functools.lru_cache(factory)`` that calls ``factory`` uncached on unhashable arguments
     (a Flax module with a list field), so caching never changes what is computed."""
     cached = functools.lru_cache(maxsize=32)(factory)
@@ -140,7 +56,161 @@ def _cached(factory: Any) -> Any:
     return get
 
 
-@_cached
+def model_fns(model: nn.Module, model_state: PyTree, input_shape: Sequence[int] = ()
+              ) -> criteria.ModelFns:
+    """The :class:`jaxprune.criteria.ModelFns` of ``model`` in eval mode (running statistics)."""
+
+    def apply_fn(params, x):
+        return model.apply({"params": params, **model_state}, x, train=False)
+
+    def loss_fn(params, batch):
+        x, y = batch
+        return cross_entropy(apply_fn(params, x), y).mean()
+
+    return criteria.ModelFns(apply_fn, loss_fn, tuple(input_shape))
+
+
+def check_method(method: str) -> str:
+    """``method`` if it names a registered criterion, else ``ValueError`` listing them."""
+    return criteria.REGISTRY.check(method)
+
+
+def _rounds(method: str, rounds: int | None) -> int:
+    return criteria.default_rounds(method) if rounds is None else rounds
+
+
+def _input_shape(method: str, input_shape: Sequence[int] | None, data_x: Any) -> tuple[int, ...]:
+    """One example's shape: given, else the scoring data's (``data_x``: one example's shape as
+    read off the batch by the caller), else ``()`` for criteria that never look at inputs."""
+    if input_shape is not None:
+        return tuple(int(d) for d in input_shape)
+    if data_x is not None:
+        return tuple(int(d) for d in data_x)
+    if method == "synflow":
+        raise ValueError("synflow needs input_shape= (one example's shape, e.g. (28, 28, 1)) "
+                         "when no scoring batch is given")
+    return ()
+
+
+def _require_data(method: str, data: Any, what: str) -> None:
+    if data is None and criteria.needs_data(method):
+        raise ValueError(f"{method} scores on data: pass {what} (e.g. from score_batches)")
+
+
+def budget(
+    params: PyTree,
+    sparsity: float,
+    allocation: str | Mapping[Sequence[str], float] = "global",
+    *,
+    keep_dense: Iterable[Sequence[str]] = (),
+    rounds: int = 1,
+) -> jax.Array:
+    """:func:`jaxprune.schedules.keep_counts` as int32, refusing a target that keeps nothing.
+
+    A sparsity that removes every prunable weight (``1.0``, or a compression beyond the number
+    of weights) leaves no network to train or to compare: ``ValueError`` saying the largest
+    compression this model allows.
+    """
+    if rounds > 1:
+        _check_global(rounds, allocation)
+    counts = schedules.keep_counts(params, masks.check_sparsity(sparsity), allocation,
+                                   rounds=rounds, keep_dense=keep_dense)
+    kept = int(counts[-1]) if rounds > 1 else int(np.sum(counts))
+    if kept == 0:
+        n = masks.num_prunable(params, keep_dense=keep_dense)
+        raise ValueError(
+            f"sparsity {sparsity!r} removes all {n:,} prunable weights (compression "
+            f"{'inf' if sparsity >= 1 else f'{1 / (1 - sparsity):.3g}'}x): no network is left. "
+            f"Keep at least one weight: compression at most {n:,}x, sparsity at most "
+            f"{1 - 1 / n:.6g}."
+        )
+    return jnp.asarray(counts, jnp.int32)
+
+
+def _check_global(rounds: int, allocation: Any) -> None:
+    if not (isinstance(allocation, str) and allocation == "global"):
+        raise ValueError(
+            f"{rounds} pruning rounds prune globally; allocation={allocation!r} needs rounds=1"
+        )
+
+
+def _kind(rounds: int, allocation: Any) -> str:
+    return "rounds" if rounds > 1 else "global" if allocation == "global" else "layer"
+
+
+def prune(
+    model: nn.Module,
+    variables: PyTree,
+    method: str,
+    sparsity: float,
+    *,
+    input_shape: Sequence[int] | None = None,
+    batch: tuple[jax.Array, jax.Array] | None = None,
+    key: jax.Array | None = None,
+    allocation: str | Mapping[Sequence[str], float] = "global",
+    keep_dense: Iterable[Sequence[str]] = (),
+    rounds: int | None = None,
+    grasp_temperature: float = 200.0,
+) -> PyTree:
+    """Prune one network at initialization; returns a bool mask mirroring ``variables["params"]``.
+
+    The same program as one seed of :func:`prune_seeds`. Jittable and vmappable over
+    ``variables``, ``batch`` and ``key`` (``sparsity`` is static). Called eagerly, it reuses the
+    compiled program of earlier calls with the same model, method and shapes, whatever the
+    variables or the sparsity, and checks what a compiled program cannot: a NaN or infinite
+    score of any prunable layer (in any round) raises ``ValueError`` naming the layer, and a
+    layer left with no weight warns (:class:`jaxprune.masks.LayerCollapseWarning`).
+
+    Args:
+      model: the Flax module.
+      variables: its variables (``params`` plus e.g. ``batch_stats``).
+      method: one of :data:`METHODS`.
+      sparsity: fraction of prunable weights to remove, in [0, 1); a value that removes every
+        weight is refused (:func:`budget`).
+      input_shape: one example's shape; default ``batch``'s (needed by ``synflow`` without one).
+      batch: ``(x, y)`` scoring batch (SNIP, GraSP, iterative SNIP), already normalized.
+      key: PRNG key (``random``).
+      allocation: ``"global"`` top-k, ``"uniform"``, ``"erk"``, or a ``{path: sparsity}`` map.
+      keep_dense: param paths never pruned (e.g. the first and last layer).
+      rounds: pruning rounds (default :func:`jaxprune.criteria.default_rounds`: 100 for SynFlow
+        and iterative SNIP, else 1). With more than one round the schedule is exponential and
+        the allocation must be global.
+      grasp_temperature: GraSP's softmax temperature (200 in the reference code).
+
+    Returns:
+      The bool mask pytree.
+    """
+    check_method(method)
+    _require_data(method, batch, "batch=(x, y)")
+    shape = _input_shape(method, input_shape, None if batch is None else jnp.shape(batch[0])[1:])
+    rounds = _rounds(method, rounds)
+    counts = budget(variables["params"], sparsity, allocation, keep_dense=keep_dense,
+                    rounds=rounds)
+    dense = tuple(tuple(p) for p in keep_dense)
+    one = _prune_one(model, method, shape, _kind(rounds, allocation), dense, grasp_temperature)
+    mask, nonfinite = one(variables, batch, key, counts)
+    if isinstance(nonfinite, jax.core.Tracer):
+        return mask
+    flat = masks.flatten_prunable(variables["params"], None, keep_dense)
+    _check_finite_params(variables["params"], keep_dense, None)
+    masks.raise_if_nonfinite(nonfinite, flat.prunable_paths)
+    return masks.warn_if_collapsed(mask, flat.flags)
+
+
+def _check_finite_params(params: PyTree, keep_dense: Any, seeds: Sequence[int] | None) -> None:
+    """``ValueError`` naming the seed and layer of a NaN/inf prunable parameter (concrete only)."""
+    if any(isinstance(x, jax.core.Tracer) for x in jax.tree.leaves(params)):
+        return
+    flat = masks.flatten_prunable(params, None, keep_dense)
+    lead = 0 if seeds is None else 1
+    bad = [jnp.any(~jnp.isfinite(x), axis=tuple(range(lead, jnp.ndim(x))))
+           for x, f in zip(flat.leaves, flat.flags, strict=True) if f]
+    if bad:
+        masks.raise_if_nonfinite(jnp.stack(bad, axis=-1), flat.prunable_paths, seeds=seeds,
+                                 what="parameters")
+
+
+@_cached_factory
 def _score_fn(
     model: nn.Module, method: str, input_shape: tuple[int, ...], grasp_temperature: float
 ) -> criteria.ScoreFn:
@@ -148,22 +218,14 @@ def _score_fn(
     ``score_fn(params, *, batch=(model_state, data_batch), key)``.
 
     The model state (batch statistics) is an argument rather than a closure, so the compiled
-    scoring program (and ``schedules.prune_iteratively``'s compiled loop, cached on this object)
-    is reused by every later call with the same model, method and shapes.
+    scoring program (and ``schedules.run_rounds``'s compiled loop, cached on this object) is
+    reused by every later call with the same model, method and shapes.
     """
+    options = {"grasp_temperature": grasp_temperature}
 
     def score_fn(params: PyTree, *, batch: Any = None, key: jax.Array | None = None) -> PyTree:
         model_state, data = batch
-        apply_fn, loss_fn = model_fns(model, model_state)
-        if method == "synflow":
-            crit = criteria.get("synflow", apply_fn=apply_fn, input_shape=input_shape)
-        elif method in ("snip", "iterative_snip"):
-            crit = criteria.get("snip", loss_fn=loss_fn)
-        elif method == "grasp":
-            temp_loss = criteria.softmax_xent_with_temperature(apply_fn, grasp_temperature)
-            crit = criteria.get("grasp", loss_fn=temp_loss)
-        else:
-            crit = criteria.get(method)
+        crit = criteria.for_model(method, model_fns(model, model_state, input_shape), options)
         return crit(params, batch=data, key=key)
 
     return jax.jit(score_fn)
@@ -185,41 +247,67 @@ class Network(NamedTuple):
 
 
 def score_batches(
-    train: Split, seeds: Sequence[int], per_class: int, *, normalize: bool = True
+    train: tuple[np.ndarray, np.ndarray], seeds: Sequence[int], per_class: int, *,
+    normalize: bool = True,
 ) -> tuple[jax.Array, jax.Array]:
     """One class-balanced scoring batch per seed, normalized like training: (S, B, ...), (S, B).
 
-    Seed ``s`` draws its ``per_class`` examples of every class with ``fold_in(PRNGKey(s), 2)``.
+    Seed ``s`` draws its ``per_class`` examples of every class with ``fold_in(key(s), 2)``.
+
+    Args:
+      train: the training split as ``(images, labels)`` (what ``data.load`` returns, or a
+        :class:`jaxprune.train.Split`).
+      seeds: one batch per seed.
+      per_class: examples of each class per batch.
+      normalize: per-channel normalization with the split's statistics, as training does.
     """
-    mean, std = preprocess.channel_stats(train.images) if normalize else (0.0, 1.0)
+    images, labels = train
+    mean, std = preprocess.channel_stats(images) if normalize else (0.0, 1.0)
     xs, ys = [], []
     for s in seeds:
         idx = batching.class_balanced_indices(
-            jax.random.fold_in(jax.random.PRNGKey(s), 2), train.labels, per_class
+            jax.random.fold_in(jax.random.key(int(s)), 2), labels, per_class
         )
-        xs.append((train.images[idx] - mean) / std)
-        ys.append(train.labels[idx])
+        xs.append((images[idx] - mean) / std)
+        ys.append(labels[idx])
     return jnp.asarray(np.stack(xs), jnp.float32), jnp.asarray(np.stack(ys))
 
 
 def init_seeds(model: nn.Module, input_shape: Sequence[int], seeds: Sequence[int]) -> PyTree:
-    """Stacked variables ``(S, ...)``: init ``s`` uses ``fold_in(PRNGKey(s), 0)``.
+    """Stacked variables ``(S, ...)``: init ``s`` uses ``fold_in(key(s), 0)``.
 
     That is the init ``train_and_evaluate`` uses for ``config.seed = s``.
     """
-    keys = jnp.stack([jax.random.fold_in(jax.random.PRNGKey(int(s)), 0) for s in seeds])
+    keys = jnp.stack([jax.random.fold_in(jax.random.key(int(s)), 0) for s in seeds])
     example = jnp.zeros((1, *input_shape), jnp.float32)
     return _seeds.init_seeds(lambda k, x: model.init(k, x, train=False), keys, example)
+
+
+def _check_stack(variables: PyTree, batches: Any, seeds: Sequence[int]) -> None:
+    """Every stacked leaf has a leading axis of ``len(seeds)``: else a clear ``ValueError``."""
+    n = len(seeds)
+    if n < 1:
+        raise ValueError("seeds is empty: give one seed per stacked network")
+    for what, tree in (("variables", variables), ("batches", batches)):
+        for path, leaf in jax.tree_util.tree_leaves_with_path(tree):
+            if jnp.ndim(leaf) == 0 or jnp.shape(leaf)[0] != n:
+                raise ValueError(
+                    f"{n} seeds but the stacked {what} leaf {masks.path_str(path) or what!r} has "
+                    f"shape {jnp.shape(leaf)}: stack one entry per seed on a leading axis of "
+                    f"{n} (init_seeds(model, input_shape, seeds), score_batches(train, seeds, "
+                    "per_class))"
+                )
 
 
 def prune_seeds(
     model: nn.Module,
     variables: PyTree,
-    batches: tuple[jax.Array, jax.Array],
-    seeds: Sequence[int],
     method: str,
     sparsity: float,
     *,
+    seeds: Sequence[int],
+    batches: tuple[jax.Array, jax.Array] | None = None,
+    input_shape: Sequence[int] | None = None,
     strategy: str = "auto",
     allocation: str | Mapping[Sequence[str], float] = "global",
     keep_dense: Iterable[Sequence[str]] = (),
@@ -230,71 +318,69 @@ def prune_seeds(
 
     The multi-seed engine (:mod:`jaxprune.seeds`) picks how: on CPU ``vmap`` would turn per-seed
     conv weights into slow grouped convolutions, so ``strategy="auto"`` loops or ``lax.map``-s
-    there; on accelerators it vmaps. Masks are identical to a per-seed loop of :func:`prune`.
+    there; on accelerators it vmaps. Masks are identical to a per-seed loop of :func:`prune`,
+    and so are the checks: a NaN or infinite score (any seed, any round) raises ``ValueError``
+    naming the seed and the layer, and collapsed layers warn, naming the seeds.
 
     Compilation: the program depends on the model, the method, the kind of budget (global,
     per layer, or ``rounds``), ``keep_dense`` and the shapes, not on the seeds or the sparsity:
-    the sparsity enters as traced keep counts (computed here in Python, exactly as :func:`prune`
-    computes them). Later calls that differ only in seeds, variables, batches, sparsity or the
-    allocation's layer budget reuse the compiled program.
+    the sparsity enters as traced keep counts (:func:`budget`). Later calls that differ only in
+    seeds, variables, batches, sparsity or the allocation's layer budget reuse the program.
 
     Args:
       model: the Flax module.
       variables: stacked variables ``(S, ...)`` (:func:`init_seeds`).
-      batches: stacked scoring batches ``(S, B, ...)``, ``(S, B)`` (:func:`score_batches`).
-      seeds: the S seeds; ``random`` draws with ``fold_in(PRNGKey(s), 3)``.
-      method, sparsity, allocation, keep_dense, rounds, grasp_temperature: as for :func:`prune`
-        (``input_shape`` is inferred).
+      method, sparsity: as for :func:`prune`.
+      seeds: the S seeds; ``random`` draws with ``fold_in(key(s), 3)``.
+      batches: stacked scoring batches ``(S, B, ...)``, ``(S, B)`` (:func:`score_batches`);
+        only for criteria that score on data (:func:`jaxprune.criteria.needs_data`).
+      input_shape: one example's shape; default the batches' (needed by ``synflow`` without).
       strategy: a :data:`jaxprune.seeds.STRATEGIES` name.
+      allocation, keep_dense, rounds, grasp_temperature: as for :func:`prune`.
     """
     check_method(method)
+    seeds = [int(s) for s in seeds]
+    _require_data(method, batches, "batches=(xs, ys) stacked per seed")
+    _check_stack(variables, batches, seeds)
+    shape = _input_shape(method, input_shape,
+                         None if batches is None else jnp.shape(batches[0])[2:])
     rounds = _rounds(method, rounds)
-    if rounds > 1:
-        _check_global(method, rounds, allocation)
-    input_shape = tuple(batches[0].shape[2:])
-    keys = jnp.stack([jax.random.fold_in(jax.random.PRNGKey(int(s)), 3) for s in seeds])
-    one = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape[1:], a.dtype), variables["params"])
-    counts = keep_counts(one, sparsity, allocation, keep_dense=keep_dense, rounds=rounds)
+    one_params = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape[1:], a.dtype),
+                              variables["params"])
+    counts = budget(one_params, sparsity, allocation, keep_dense=keep_dense, rounds=rounds)
+    _check_finite_params(variables["params"], keep_dense, seeds)
+    keys = jnp.stack([jax.random.fold_in(jax.random.key(s), 3) for s in seeds])
     dense = tuple(tuple(p) for p in keep_dense)
-    kind = "rounds" if rounds > 1 else "global" if allocation == "global" else "layer"
-    fn = _prune_one(model, method, input_shape, kind, dense, grasp_temperature)
-    return _seeds.map_stacked(
+    fn = _prune_one(model, method, shape, _kind(rounds, allocation), dense, grasp_temperature)
+    stacked, nonfinite = _seeds.map_stacked(
         fn, variables, batches, keys, counts, in_axes=(0, 0, 0, None), strategy=strategy
     )
+    flat = masks.flatten_prunable(one_params, None, keep_dense)
+    masks.raise_if_nonfinite(nonfinite, flat.prunable_paths, seeds=seeds)
+    _warn_collapsed_seeds(stacked, flat, seeds)
+    return stacked
 
 
-def keep_counts(
-    params: PyTree,
-    sparsity: float,
-    allocation: str | Mapping[Sequence[str], float] = "global",
-    *,
-    keep_dense: Iterable[Sequence[str]] = (),
-    rounds: int = 1,
-) -> jax.Array:
-    """How many prunable weights :func:`prune` keeps, as an int32 array (only shapes are read).
-
-    ``rounds > 1``: (rounds,) kept after each exponential round (``schedules.removal_counts``).
-    ``"global"``: () kept in total (``masks.num_to_remove``). Otherwise: (L,) kept in each of the
-    L prunable leaves, tree-flatten order, from the allocation's per-layer removal counts.
-    """
-    paths, leaves, flags, _ = masks.flatten_prunable(params, None, keep_dense)
-    sizes = {p: int(np.prod(np.shape(x), dtype=np.int64))
-             for p, x, f in zip(paths, leaves, flags, strict=True) if f}
-    n = sum(sizes.values())
-    if rounds > 1:
-        sparsities = schedules.exponential_schedule(sparsity, rounds)
-        return jnp.asarray(n - schedules.removal_counts(sparsities, n), jnp.int32)
-    if isinstance(allocation, str) and allocation == "global":
-        return jnp.asarray(n - masks.num_to_remove(n, sparsity), jnp.int32)
-    if isinstance(allocation, Mapping):
-        removed = _allocation.allocate_by_map(params, allocation, default=sparsity,
-                                              keep_dense=keep_dense)
-    else:
-        removed = _allocation.get(allocation)(params, sparsity, keep_dense=keep_dense)
-    return jnp.asarray([size - removed[p] for p, size in sizes.items()], jnp.int32)
+def _warn_collapsed_seeds(stacked: PyTree, flat: masks.PrunableLeaves, seeds: Sequence[int]
+                          ) -> None:
+    """One :class:`jaxprune.masks.LayerCollapseWarning` naming the seeds and layers that lost
+    every weight."""
+    leaves = jax.tree.leaves(stacked)
+    dead = [(s, masks.path_str(p)) for p, m, f in zip(flat.paths, leaves, flat.flags, strict=True)
+            if f for s, alive in zip(seeds, np.asarray(m).reshape(len(seeds), -1).any(axis=1),
+                                     strict=True) if not alive]
+    if dead:
+        shown = ", ".join(f"seed {s}: {p}" for s, p in dead[:6])
+        warnings.warn(
+            f"layer collapse in {len({s for s, _ in dead})} of {len(seeds)} seeds ({shown}"
+            f"{', ...' if len(dead) > 6 else ''}): the pruned network is disconnected. Lower the "
+            "sparsity, use an allocation that protects small layers ('erk'), keep these layers "
+            "dense (keep_dense=), or use an iterative criterion (SynFlow).",
+            masks.LayerCollapseWarning, stacklevel=3,
+        )
 
 
-@_cached
+@_cached_factory
 def _prune_one(
     model: nn.Module,
     method: str,
@@ -303,21 +389,22 @@ def _prune_one(
     keep_dense: tuple[tuple[str, ...], ...],
     grasp_temperature: float,
 ) -> Any:
-    """``one(variables, batch, key, counts) -> mask``: :func:`prune` with the sparsity given as
-    traced :func:`keep_counts`, one function object per configuration (so the multi-seed
-    engine's compiled programs are reused)."""
+    """``one(variables, batch, key, counts) -> (mask, nonfinite)``: one network pruned with the
+    sparsity given as traced :func:`budget` counts, one function object per configuration (so
+    the multi-seed engine's compiled programs are reused). ``nonfinite`` (L,) flags the prunable
+    layers that scored NaN or inf (any round)."""
     score_fn = _score_fn(model, method, input_shape, grasp_temperature)
 
     def one(variables: PyTree, batch: Any, key: jax.Array, counts: jax.Array) -> PyTree:
         params, model_state = split_variables(variables)
         data = (model_state, batch)
         if kind == "rounds":
-            return schedules.prune_by_keep_counts(
-                score_fn, params, counts, batch=data, key=key, keep_dense=keep_dense
-            )
+            return schedules.run_rounds(score_fn, params, counts, batch=data, key=key,
+                                        keep_dense=keep_dense)
         scores = score_fn(params, batch=data, key=key)
-        return masks.mask_by_keep_counts(scores, counts, per_layer=kind == "layer",
+        mask = masks.mask_by_keep_counts(scores, counts, per_layer=kind == "layer",
                                          keep_dense=keep_dense)
+        return mask, masks.nonfinite_leaves(scores, keep_dense=keep_dense)
 
     return one
 
@@ -384,7 +471,8 @@ def sweep(
 
     Returns:
       One row per network: method, sparsity, density, compression, seed, test_accuracy,
-      test_loss, remaining_params, remaining_macs, collapsed_layers.
+      test_loss, remaining_params, remaining_macs, collapsed_layers (how many layers lost every
+      weight), chance_accuracy and at_chance (:func:`chance_accuracy`).
     """
     for m in methods:
         check_method(m)
@@ -392,14 +480,23 @@ def sweep(
     seeds = [int(s) for s in seeds]
     variables = init_seeds(model, input_shape, seeds)
     batches = score_batches(train, seeds, per_class, normalize=config.normalize)
+    one_params = jax.tree.map(lambda a: a[0], variables["params"])
+    for m in methods:  # refuse every bad target before any work
+        for s in sparsities:
+            budget(one_params, s, allocation, keep_dense=keep_dense, rounds=_rounds(m, None))
 
     networks: list[Network] = []
     all_masks = []
     todo = [(m, s) for m in methods for s in sparsities]
-    for method, sparsity in tqdm(todo, desc="pruning", disable=not progress, leave=False):
-        all_masks.append(prune_seeds(model, variables, batches, seeds, method, sparsity,
-                                     allocation=allocation, keep_dense=keep_dense))
-        networks += [Network(method, float(sparsity), s) for s in seeds]
+    with warnings.catch_warnings():  # collapsed layers are counted in the rows instead
+        warnings.simplefilter("ignore", masks.LayerCollapseWarning)
+        for method, sparsity in tqdm(todo, desc="pruning", disable=None if progress else True,
+                                     leave=False):
+            all_masks.append(prune_seeds(
+                model, variables, method, sparsity, seeds=seeds,
+                batches=batches if criteria.needs_data(method) else None,
+                input_shape=input_shape, allocation=allocation, keep_dense=keep_dense))
+            networks += [Network(method, float(sparsity), s) for s in seeds]
     if include_dense:
         all_masks.append(jax.vmap(masks.ones_like)(variables["params"]))
         networks += [Network("dense", 0.0, s) for s in seeds]
@@ -414,26 +511,48 @@ def sweep(
         model, stacked_vars, train, test, config, mask=stacked_masks,
         seeds=[n.seed for n in networks], workdir=workdir, progress=progress,
     )
+    chance, threshold = chance_accuracy(test.labels)
     rows = []
     for i, (net, rep) in enumerate(zip(networks, reports, strict=True)):
         density = 1.0 - net.sparsity
+        acc = result.results["test_accuracy"][i]
         rows.append({
             "method": net.method,
             "sparsity": net.sparsity,
             "density": density,
             "compression": (1.0 / density) if density > 0 else math.inf,
             "seed": net.seed,
-            "test_accuracy": result.results["test_accuracy"][i],
+            "test_accuracy": acc,
             "test_loss": result.results["test_loss"][i],
             "remaining_params": rep.remaining_params,
             "remaining_macs": rep.remaining_macs,
             "collapsed_layers": len(rep.collapsed),
+            "chance_accuracy": chance,
+            "at_chance": bool(acc <= threshold),
         })
     return rows
 
 
+def chance_accuracy(labels: np.ndarray, *, z: float = 2.326) -> tuple[float, float]:
+    """``(chance, threshold)`` for a test split: chance is the accuracy of always predicting the
+    most frequent class; an accuracy at or below ``threshold`` is *at chance*: not above it by a
+    one-sided binomial test at the 1% level (``z`` = 2.326) over ``len(labels)`` examples.
+
+    A network at chance learned nothing, whether or not a layer collapsed (collapse is one
+    cause; a network can also sit at chance with every layer connected).
+    """
+    labels = np.asarray(labels)
+    p0 = float(np.bincount(labels).max() / len(labels))
+    return p0, p0 + z * math.sqrt(p0 * (1 - p0) / len(labels))
+
+
 def aggregate(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
-    """Mean and standard deviation of test accuracy per (method, sparsity), in input order."""
+    """Mean and standard deviation of test accuracy per (method, sparsity), in input order.
+
+    ``acc_std`` is the sample standard deviation (NaN for a single seed: there is no spread to
+    report); ``collapsed_runs`` counts runs with a layer that lost every weight, ``at_chance_runs``
+    runs whose accuracy sits at chance (:func:`chance_accuracy`), collapsed or not.
+    """
     groups: dict[tuple[str, float], list[Mapping[str, Any]]] = {}
     for r in rows:
         groups.setdefault((r["method"], r["sparsity"]), []).append(r)
@@ -446,8 +565,9 @@ def aggregate(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
             "compression": rs[0]["compression"],
             "seeds": len(rs),
             "acc_mean": float(acc.mean()),
-            "acc_std": float(acc.std(ddof=1)) if len(rs) > 1 else 0.0,
+            "acc_std": float(acc.std(ddof=1)) if len(rs) > 1 else math.nan,
             "collapsed_runs": sum(r["collapsed_layers"] > 0 for r in rs),
+            "at_chance_runs": sum(bool(r.get("at_chance", False)) for r in rs),
             "remaining_params": int(np.mean([r["remaining_params"] for r in rs])),
         })
     return out
