@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -69,12 +70,24 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     config = _config_from_args(args)
     config.validate()
-    print(f"training {config.model} on {config.dataset} for {config.epochs} epochs"
+    print(f"training {config.model} on {config.dataset} for {_plural(config.epochs, 'epoch')}"
           + (f" (workdir {args.workdir})" if args.workdir else ""))
     res = train_and_evaluate(config, args.workdir, progress=not args.no_progress).results
     print(format_table([{k: res[k] for k in ("epochs", "test_accuracy", "test_loss",
                                               "train_seconds", "images_per_second")}]))
     return 0
+
+
+def _parse_shape(text: str, flag: str = "--input-shape") -> tuple[int, ...]:
+    """``"32,32,3"`` -> ``(32, 32, 3)``, or a one-line error."""
+    try:
+        shape = tuple(int(t) for t in text.split(","))
+    except ValueError:
+        shape = ()
+    if not shape or any(d < 1 for d in shape):
+        raise ValueError(f"{flag} takes positive integers separated by commas, e.g. 32,32,3; "
+                         f"got {text!r}")
+    return shape
 
 
 def cmd_models(args: argparse.Namespace) -> int:
@@ -84,14 +97,17 @@ def cmd_models(args: argparse.Namespace) -> int:
     from jaxprune import flops, models
     from jaxprune.report import format_table
 
-    rows = []
+    forced = _parse_shape(args.input_shape) if args.input_shape else None
+    rows, unfit = [], []
     for name in models.names():
-        shape = models.default_input_shape(name)
-        if args.input_shape:
-            shape = tuple(int(s) for s in args.input_shape.split(","))
+        shape = forced or models.default_input_shape(name)
         model = models.get(name, num_classes=args.num_classes)
-        variables = jax.eval_shape(lambda m=model, s=shape: m.init(
-            jax.random.PRNGKey(0), jnp.zeros((1, *s)), train=False))
+        try:
+            variables = jax.eval_shape(lambda m=model, s=shape: m.init(
+                jax.random.key(0), jnp.zeros((1, *s)), train=False))
+        except Exception:  # noqa: BLE001 - this model cannot take the forced shape
+            unfit.append(name)
+            continue
         rows.append({
             "model": name,
             "input": "x".join(map(str, shape)),
@@ -99,8 +115,13 @@ def cmd_models(args: argparse.Namespace) -> int:
             "MACs": flops.count_macs(model, variables, shape),
             "description": models.describe(name),
         })
+    if not rows:
+        raise ValueError(f"no model of the zoo takes inputs of shape {forced} (--input-shape is "
+                         "one example's shape without the batch, e.g. 28,28,1 or 32,32,3)")
     print(format_table(rows))
     print("\nMACs: multiply-accumulates of conv/dense layers for one example, counted once.")
+    if unfit:
+        print(f"not listed (cannot take inputs of shape {forced}): {', '.join(unfit)}")
     return 0
 
 
@@ -180,26 +201,36 @@ def cmd_prune_structured(args: argparse.Namespace) -> int:
     from jaxprune import structured as st
     from jaxprune.report import format_table
     from jaxprune.studies import pai
-    from jaxprune.train import fit, init_model, restore_variables, write_json_atomic
+    from jaxprune.train import fingerprint, fit, init_model, write_json_atomic
 
     config = _config_from_args(args)
     config.validate()
     if args.policy is None:
         raise ValueError(f"--structured needs --policy, one of {list(STRUCTURED_POLICIES)}")
+    st.criteria.REGISTRY.check(args.criterion)
+    if args.ratio is not None and not 0 <= args.ratio < 1:
+        raise ValueError(f"--ratio is a fraction to remove, in [0, 1); got {args.ratio}")
     train, test = _load_splits(config.dataset, config.data_dir)
     num_classes = data.info(config.dataset).num_classes
     input_shape = tuple(train.images.shape[1:])
     structure = st.channel_groups(config.model, residual=args.residual, num_classes=num_classes,
                                   **config.model_options)
+    key = jax.random.fold_in(jax.random.key(config.seed), 0)
+    variables = init_model(structure.model, key, train.images, model_name=config.model)
     if args.from_workdir:
-        variables = restore_variables(args.from_workdir)
-    else:
-        key = jax.random.fold_in(jax.random.PRNGKey(config.seed), 0)
-        variables = init_model(structure.model, key, train.images, model_name=config.model)
+        variables = _restore_matching(args.from_workdir, variables, config)
+    wd = Path(args.workdir)
+    _claim(wd, {
+        "command": "prune --structured", **config.to_dict(), "criterion": args.criterion,
+        "policy": args.policy, "ratio": args.ratio, "residual": args.residual,
+        "per_class": args.per_class, "scratch": args.scratch, "from_workdir": args.from_workdir,
+        "start_fingerprint": fingerprint(variables) if args.from_workdir else None,
+        "data_fingerprint": _data_fingerprint(train, test),
+    })
     xs, ys = pai.score_batches(train, [config.seed], args.per_class, normalize=config.normalize)
     score_fn = st.criteria.get(args.criterion, structure=structure)
     scores = score_fn(variables, batch=(xs[0], ys[0]),
-                      key=jax.random.fold_in(jax.random.PRNGKey(config.seed), 3))
+                      key=jax.random.fold_in(jax.random.key(config.seed), 3))
     keep = _structured_keep(args, structure, scores, input_shape)
     pruned = st.prune_channels(structure, variables, keep, input_shape=input_shape)
     before = st.count_pruned(structure, input_shape=input_shape)
@@ -213,8 +244,6 @@ def cmd_prune_structured(args: argparse.Namespace) -> int:
     print(format_table(rows))
     print("narrow model options:", json.dumps(options))
 
-    wd = Path(args.workdir)
-    wd.mkdir(parents=True, exist_ok=True)
     summary = {"model": config.model, "dataset": config.dataset, "criterion": args.criterion,
                "policy": args.policy, "ratio": args.ratio, "residual": args.residual,
                "from_workdir": args.from_workdir, "narrow_options": options,
@@ -225,14 +254,15 @@ def cmd_prune_structured(args: argparse.Namespace) -> int:
     if config.epochs > 0:
         if args.scratch:  # Scratch-E: the pruned architecture, fresh random init
             start = st.fresh_init(structure, keep, input_shape=input_shape,
-                                  key=jax.random.fold_in(jax.random.PRNGKey(config.seed), 4))
+                                  key=jax.random.fold_in(jax.random.key(config.seed), 4))
         else:
             start = pruned
         res = fit(start.model, start.variables, train, test, config,
                   workdir=str(wd / ("scratch" if args.scratch else "finetune")),
                   extra_config={"narrow_options": options}, progress=not args.no_progress)
         summary["test_accuracy"] = res.results["test_accuracy"]
-        print(f"{'scratch' if args.scratch else 'fine-tuned'} for {config.epochs} epochs: "
+        print(f"{'scratch' if args.scratch else 'fine-tuned'} for "
+              f"{_plural(config.epochs, 'epoch')}: "
               f"test accuracy {res.results['test_accuracy']:.4f}")
     write_json_atomic(wd / "summary.json", summary)
     print(f"wrote {wd / 'summary.json'} and {wd / 'pruned_variables'}")
@@ -245,13 +275,15 @@ def cmd_prune(args: argparse.Namespace) -> int:
     import jax
     import numpy as np
 
-    from jaxprune import data, masks, models
+    from jaxprune import criteria, data, masks, models
     from jaxprune.report import format_table
     from jaxprune.studies import pai
     from jaxprune.train import fit, write_json_atomic
 
     sparsity = _sparsity_from_args(args)
     pai.check_method(args.criterion)
+    if args.seeds < 1:
+        raise ValueError(f"--seeds is the number of random inits, at least 1; got {args.seeds}")
     config = _config_from_args(args)
     config.validate()
     train, test = _load_splits(config.dataset, config.data_dir)
@@ -264,68 +296,149 @@ def cmd_prune(args: argparse.Namespace) -> int:
     if args.keep_first_last:
         keep_dense = pai.first_and_last_layers(
             model, jax.tree.map(lambda a: a[0], variables), input_shape)
-    batches = pai.score_batches(train, seeds, args.per_class, normalize=config.normalize)
-    stacked = pai.prune_seeds(model, variables, batches, seeds, args.criterion, sparsity,
-                              allocation=args.allocation, keep_dense=keep_dense,
-                              rounds=args.rounds)
-    reports = pai.mask_reports(model, variables, stacked, input_shape, keep_dense=keep_dense)
-    print(masks.format_report(reports[0]))
+    rounds = args.rounds if args.rounds is not None else criteria.default_rounds(args.criterion)
+    one = jax.tree.map(lambda a: a[0], variables["params"])
+    pai.budget(one, sparsity, args.allocation, keep_dense=keep_dense, rounds=rounds)
     wd = Path(args.workdir)
-    wd.mkdir(parents=True, exist_ok=True)
-    flat = {"/".join(map(str, masks.path_tuple(kp))): np.asarray(leaf)  # (seeds, ...) each
+    _claim(wd, {
+        "command": "prune", **config.to_dict(), "criterion": args.criterion,
+        "sparsity": sparsity, "seeds": seeds, "allocation": args.allocation, "rounds": rounds,
+        "per_class": args.per_class, "keep_first_last": args.keep_first_last,
+        "data_fingerprint": _data_fingerprint(train, test),
+    })
+    batches = None
+    if criteria.needs_data(args.criterion):
+        batches = pai.score_batches(train, seeds, args.per_class, normalize=config.normalize)
+    with warnings.catch_warnings():  # collapsed layers are reported in the tables below
+        warnings.simplefilter("ignore", masks.LayerCollapseWarning)
+        stacked = pai.prune_seeds(model, variables, args.criterion, sparsity, seeds=seeds,
+                                  batches=batches, input_shape=input_shape,
+                                  allocation=args.allocation, keep_dense=keep_dense,
+                                  rounds=rounds)
+    reports = pai.mask_reports(model, variables, stacked, input_shape, keep_dense=keep_dense)
+    print(f"layer densities of seed {seeds[0]}"
+          + (f" (1 of {len(seeds)} seeds; every seed's are in summary.json)"
+             if len(seeds) > 1 else ""))
+    print(masks.format_report(reports[0]))
+    flat = {masks.path_str(kp): np.asarray(leaf)  # (seeds, ...) each
             for kp, leaf in jax.tree_util.tree_leaves_with_path(stacked)}
     tmp = wd / "masks.tmp.npz"
     np.savez_compressed(tmp, **flat)
     tmp.replace(wd / "masks.npz")
     summary = {
         "model": config.model, "dataset": config.dataset, "criterion": args.criterion,
-        "sparsity": sparsity, "allocation": args.allocation, "seeds": seeds,
-        "keep_dense": ["/".join(p) for p in keep_dense],
+        "sparsity": sparsity, "allocation": args.allocation, "seeds": seeds, "rounds": rounds,
+        "keep_dense": [masks.path_str(p) for p in keep_dense],
         "per_seed": [{"seed": s, "sparsity": r.sparsity, "remaining_params": r.remaining_params,
-                      "remaining_macs": r.remaining_macs, "macs": r.macs,
-                      "collapsed_layers": ["/".join(p) for p in r.collapsed],
-                      "layer_density": {"/".join(row.path): row.density for row in r.rows}}
+                      "remaining_macs": round(r.remaining_macs), "macs": r.macs,
+                      "collapsed_layers": [masks.path_str(p) for p in r.collapsed],
+                      "layer_density": {masks.path_str(row.path): row.density for row in r.rows}}
                      for s, r in zip(seeds, reports, strict=True)],
     }
     if config.epochs > 0:
         res = fit(model, variables, train, test, config, mask=stacked, seeds=seeds,
                   workdir=str(wd / "train"), progress=not args.no_progress).results
+        chance, threshold = pai.chance_accuracy(test.labels)
+        summary["chance_accuracy"] = chance
         for row, acc in zip(summary["per_seed"], res["test_accuracy"], strict=True):
             row["test_accuracy"] = acc
+            row["at_chance"] = bool(acc <= threshold)
     write_json_atomic(wd / "summary.json", summary)
     print(format_table([{k: r.get(k) for k in ("seed", "sparsity", "remaining_params",
                                                "remaining_macs", "test_accuracy")}
-                        | {"collapsed": len(r["collapsed_layers"])}
+                        | {"collapsed layers": len(r["collapsed_layers"])}
+                        | ({"at chance": "yes" if r["at_chance"] else "no"}
+                           if "at_chance" in r else {})
                         for r in summary["per_seed"]]))
     print(f"wrote {wd / 'masks.npz'} and {wd / 'summary.json'}")
     return 0
 
 
-def run_sweep(args: argparse.Namespace, config, *, title: str) -> int:
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}{'' if n == 1 else 's'}"
+
+
+def _claim(workdir: Path, identity: dict[str, Any]) -> None:
+    """Create ``workdir`` and write its ``config.json``, or refuse a different configuration:
+    nothing in a workdir is overwritten by another run's results."""
+    from jaxprune.train import check_or_write_config
+
+    workdir.mkdir(parents=True, exist_ok=True)
+    check_or_write_config(workdir / "config.json", identity)
+
+
+def _data_fingerprint(train, test) -> str:
+    from jaxprune.train import fingerprint
+
+    return fingerprint((train.images, train.labels, test.images, test.labels))
+
+
+def _restore_matching(workdir: str, like, config):
+    """The variables of ``workdir``'s run, refused unless they fit the model being pruned."""
+    import jax
+
+    from jaxprune import masks
+    from jaxprune.train import restore_variables
+
+    cfg_path = Path(workdir) / "config.json"
+    if cfg_path.is_file():
+        old = json.loads(cfg_path.read_text())
+        for field in ("model", "model_options"):
+            if field in old and old[field] != getattr(config, field):
+                raise ValueError(
+                    f"--from-workdir {workdir} holds a {old.get('model')!r} run with "
+                    f"{field}={old[field]!r}, not {getattr(config, field)!r}: pass the same "
+                    "--model (and width options) as that run")
+    restored = restore_variables(workdir)
+    want = {masks.path_str(k): v.shape for k, v in jax.tree_util.tree_leaves_with_path(like)}
+    got = {masks.path_str(k): v.shape for k, v in jax.tree_util.tree_leaves_with_path(restored)}
+    if want != got:
+        diff = sorted(k for k in set(want) | set(got) if want.get(k) != got.get(k))[:3]
+        raise ValueError(
+            f"--from-workdir {workdir} holds variables of another model than {config.model!r} "
+            f"(e.g. {', '.join(f'{k}: {got.get(k)} vs {want.get(k)}' for k in diff)}); pass the "
+            "--model and options that run was trained with")
+    return restored
+
+
+def run_sweep(args: argparse.Namespace, config, *, title: str, command: str) -> int:
     """Shared by ``demo`` and ``sweep``: prune, train, print, write CSV + PNG."""
     from jaxprune import data, models
     from jaxprune.report import format_table, plot_accuracy_vs_compression, to_csv
     from jaxprune.studies import pai
     from jaxprune.train import write_text_atomic
 
+    if args.seeds < 1:
+        raise ValueError(f"--seeds is the number of random inits, at least 1; got {args.seeds}")
+    for e in args.log10_compressions:
+        if not e >= 0:
+            raise ValueError(f"--log10-compressions are powers of ten of compressions >= 1, so "
+                             f"each >= 0; got {e}")
     train, test = _load_splits(config.dataset, config.data_dir)
     model = models.get(config.model, num_classes=data.info(config.dataset).num_classes,
                        **config.model_options)
     sparsities = [pai.compression_to_sparsity(10 ** e) for e in args.log10_compressions]
+    out = Path(args.out)
+    _claim(out, {"command": command, **config.to_dict(), "methods": list(args.methods),
+                 "log10_compressions": list(args.log10_compressions), "seeds": args.seeds,
+                 "per_class": args.per_class, "data_fingerprint": _data_fingerprint(train, test)})
     rows = pai.sweep(model, train, test, config, methods=args.methods, sparsities=sparsities,
                      seeds=range(args.seeds), per_class=args.per_class,
-                     progress=not args.no_progress)
+                     workdir=str(out / "train"), progress=not args.no_progress)
     table = pai.aggregate(rows)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
     write_text_atomic(out / "networks.csv", to_csv(rows))
     write_text_atomic(out / "summary.csv", to_csv(table))
     plot_accuracy_vs_compression(table, str(out / "accuracy_vs_compression.png"), title=title)
-    print(f"\n{title}: test accuracy, mean +/- std over {args.seeds} seeds")
+    print(f"\n{title}: test accuracy, "
+          + (f"mean +/- std over {args.seeds} seeds" if args.seeds > 1 else "one seed (no spread)"))
     print(format_table([{"method": r["method"], "compression": f"{r['compression']:.3g}x",
-                         "accuracy": f"{100 * r['acc_mean']:.2f} +/- {100 * r['acc_std']:.2f}",
-                         "collapsed runs": r["collapsed_runs"]} for r in table]))
-    print(f"\nwrote {out / 'networks.csv'}, {out / 'summary.csv'}, "
+                         "accuracy": f"{100 * r['acc_mean']:.2f}"
+                                     + (f" +/- {100 * r['acc_std']:.2f}" if r["seeds"] > 1 else ""),
+                         "collapsed runs": r["collapsed_runs"],
+                         "at chance": r["at_chance_runs"]} for r in table]))
+    print("\ncollapsed: a layer lost every weight; at chance: accuracy not above always "
+          "predicting the most frequent class (one-sided binomial test, 1%)")
+    print(f"wrote {out / 'networks.csv'}, {out / 'summary.csv'}, "
           f"{out / 'accuracy_vs_compression.png'}")
     return 0
 
@@ -337,13 +450,15 @@ def cmd_demo(args: argparse.Namespace) -> int:
         model="mlp_6x100", dataset="mnist1d", epochs=args.epochs, batch_size=100,
         optimizer="adam", learning_rate=2e-3, schedule="cosine", weight_decay=0.0,
     )
-    return run_sweep(args, config, title="MNIST-1D, SynFlow's 6x100 MLP, pruned at init")
+    return run_sweep(args, config, title="MNIST-1D, SynFlow's 6x100 MLP, pruned at init",
+                     command="demo")
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
     config = _config_from_args(args)
     config.validate()
-    return run_sweep(args, config, title=f"{config.dataset}, {config.model}, pruned at init")
+    return run_sweep(args, config, title=f"{config.dataset}, {config.model}, pruned at init",
+                     command="sweep")
 
 
 def _add_sweep_flags(p: argparse.ArgumentParser, *, epochs: int | None, out: str) -> None:
@@ -356,7 +471,8 @@ def _add_sweep_flags(p: argparse.ArgumentParser, *, epochs: int | None, out: str
                    help="compressions as powers of ten (1.0 = 10x = 90%% sparsity)")
     p.add_argument("--seeds", type=int, default=3, help="random inits per point")
     p.add_argument("--per-class", type=int, default=10, help="scoring examples per class")
-    p.add_argument("--out", default=out, help="folder for networks.csv, summary.csv and the plot")
+    p.add_argument("--out", default=out, help="folder for networks.csv, summary.csv, the plot and "
+                   "the training checkpoints (rerun the same command to resume)")
     p.add_argument("--no-progress", action="store_true")
     if epochs is not None:
         p.add_argument("--epochs", type=int, default=epochs)
@@ -365,48 +481,85 @@ def _add_sweep_flags(p: argparse.ArgumentParser, *, epochs: int | None, out: str
 def cmd_flops(args: argparse.Namespace) -> int:
     import jax
     import jax.numpy as jnp
-    import numpy as np
 
-    from jaxprune import data, flops, masks, models
+    from jaxprune import data, flops, models
     from jaxprune.report import format_table
 
     if args.input_shape:
-        shape = tuple(int(s) for s in args.input_shape.split(","))
+        shape = _parse_shape(args.input_shape)
     elif args.dataset:
         shape = data.info(args.dataset).input_shape
     else:
         shape = models.default_input_shape(args.model)
-    options = json.loads(args.options) if args.options else {}
+    try:
+        options = json.loads(args.options) if args.options else {}
+    except json.JSONDecodeError as e:
+        raise ValueError(f"--options must be a JSON object, e.g. '{{\"width_multiplier\": 0.5}}'"
+                         f"; got {args.options!r} ({e})") from None
     model = models.get(args.model, num_classes=args.num_classes, **options)
-    variables = jax.eval_shape(lambda: model.init(jax.random.PRNGKey(0), jnp.zeros((1, *shape)),
-                                                  train=False))
-    layers = flops.trace_layers(model, variables, jnp.zeros((1, *shape)))
+    example = jnp.zeros((1, *shape))
+    try:
+        variables = jax.eval_shape(lambda: model.init(jax.random.key(0), example, train=False))
+    except Exception as e:  # noqa: BLE001 - one line instead of a trace
+        raise ValueError(f"{args.model} cannot take inputs of shape {tuple(shape)}: "
+                         f"{type(e).__name__}: {str(e).splitlines()[0]}") from None
+    layers = flops.trace_layers(model, variables, example)
     rows = [{"layer": "/".join(layer.path[:-1]), "kind": layer.kind,
              "kernel": "x".join(map(str, layer.kernel_shape)),
              "output": "x".join(map(str, layer.output_shape[1:])), "MACs": layer.macs}
             for layer in layers]
+    mask = None
     if args.masks:
-        saved = np.load(args.masks)
-        leaves = jax.tree_util.tree_leaves_with_path(variables["params"])
-        mask = jax.tree_util.tree_unflatten(
-            jax.tree.structure(variables["params"]),
-            [saved["/".join(map(str, masks.path_tuple(kp)))][args.seed_index].astype(bool)
-             for kp, _ in leaves])
-        kept = {layer.path: float(np.asarray(_get_path(mask, layer.path)).mean())
-                for layer in layers}
+        mask = _load_mask(args.masks, variables["params"], args.seed_index, args.model)
         for row, layer in zip(rows, layers, strict=True):
-            row["density"] = kept[layer.path]
-            row["MACs left"] = round(layer.macs * kept[layer.path])
+            kept = float(jnp.mean(_get_path(mask, layer.path)))
+            row["density"] = kept
+            row["MACs left"] = round(layer.macs * kept)
     print(format_table(rows))
     total = flops.count_macs(model, variables, shape)
     print(f"\n{args.model}, input {shape}: {flops.count_params(variables['params']):,} params, "
           f"{total:,} MACs per example (multiply-accumulates counted once; FLOPs ~ 2x MACs)")
-    if args.masks:
+    if mask is not None:
         left = flops.count_macs(model, variables, shape, mask=mask)
         print(f"under the mask (seed index {args.seed_index}): {left:,} MACs "
               f"({100 * left / total:.2f}%), "
               f"{flops.count_params(variables['params'], mask=mask):,} params kept")
     return 0
+
+
+def _load_mask(path: str, params, seed_index: int, model: str):
+    """One seed's mask from a ``prune`` masks file, checked against ``params`` leaf by leaf."""
+    import jax
+    import numpy as np
+
+    from jaxprune import masks
+
+    try:
+        saved = np.load(path)
+    except (OSError, ValueError) as e:
+        raise ValueError(f"--masks {path} is not a masks.npz written by `jaxprune prune` "
+                         f"({type(e).__name__}: {e})") from None
+    with saved:
+        leaves, treedef = jax.tree_util.tree_flatten_with_path(params)
+        names = [masks.path_str(kp) for kp, _ in leaves]
+        if set(names) != set(saved.files):
+            missing = sorted(set(names) - set(saved.files))[:3]
+            raise ValueError(
+                f"--masks {path} was not written for {model} with these options: it lacks "
+                f"{missing or 'nothing'} and holds {sorted(set(saved.files) - set(names))[:3]}; "
+                "pass the --model (and --options) it was pruned with")
+        out = []
+        for name, (_, leaf) in zip(names, leaves, strict=True):
+            arr = saved[name]
+            if arr.ndim != len(leaf.shape) + 1 or arr.shape[1:] != leaf.shape:
+                raise ValueError(f"--masks {path}: {name} has shape {arr.shape[1:]} per seed but "
+                                 f"{model} has {leaf.shape}; pass the --model, --options and "
+                                 "--dataset it was pruned with")
+            if not -arr.shape[0] <= seed_index < arr.shape[0]:
+                raise ValueError(f"--seed-index {seed_index} is out of range: {path} holds "
+                                 f"{arr.shape[0]} seeds (indices 0..{arr.shape[0] - 1})")
+            out.append(arr[seed_index].astype(bool))
+    return jax.tree_util.tree_unflatten(treedef, out)
 
 
 def _get_path(tree, path):
@@ -505,8 +658,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
+    except KeyboardInterrupt:
+        resumable = getattr(args, "workdir", None) or getattr(args, "out", None)
+        print(f"\njaxprune {args.command}: interrupted"
+              + ("; rerun the same command to resume from the last checkpoint" if resumable
+                 else ""), file=sys.stderr)
+        return 130
     except (ValueError, FileNotFoundError) as e:
-        print(f"jaxprune {args.command}: error: {e}", file=sys.stderr)
+        message = getattr(e, "brief", None) or str(e)
+        print(f"jaxprune {args.command}: error: {' '.join(message.split())}", file=sys.stderr)
         return 2
 
 

@@ -155,3 +155,224 @@ def test_structured_prune_from_a_trained_workdir(tmp_path, capsys):
     assert main(["prune", "--structured", *common, "--criterion", "l1", "--workdir",
                  str(tmp_path / "x")]) == 2
     assert "--structured needs --policy" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------------------------------------
+# A workdir belongs to one configuration; a refused command writes nothing.
+# ---------------------------------------------------------------------------------------------
+
+DIGITS = ["--dataset", "digits", "--batch-size", "64", "--no-progress"]
+
+
+def _files(wd: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(wd.iterdir()) if p.is_file()}
+
+
+def test_prune_refuses_another_configuration_and_keeps_the_finished_run(tmp_path, capsys):
+    wd = tmp_path / "p"
+    first = ["prune", "--model", "lenet_300_100", *DIGITS, "--criterion", "magnitude",
+             "--compression", "10", "--epochs", "1", "--workdir", str(wd)]
+    assert main(first) == 0
+    before = _files(wd)
+    assert set(before) == {"config.json", "masks.npz", "summary.json"}
+    capsys.readouterr()
+    second = [a if a != "magnitude" else "snip" for a in first]
+    assert main(second) == 2
+    err = capsys.readouterr().err
+    assert "different configuration" in err and "criterion: 'magnitude' -> 'snip'" in err
+    assert err.count("\n") == 1  # one line
+    assert _files(wd) == before  # the finished run's files are untouched
+    assert main([*first[:-1], str(wd)]) == 0  # the same configuration reruns (resumes)
+    assert json.loads((wd / "summary.json").read_text()) == json.loads(before["summary.json"])
+
+
+def test_structured_prune_and_sweep_refuse_another_configuration(tmp_path, capsys):
+    wd = tmp_path / "s"
+    argv = ["prune", "--structured", "--model", "lenet_300_100", *DIGITS, "--criterion", "l1",
+            "--policy", "ratio", "--ratio", "0.5", "--workdir", str(wd)]
+    assert main(argv) == 0
+    before = _files(wd)
+    capsys.readouterr()
+    assert main([*argv[:-3], "0.25", *argv[-2:]]) == 2
+    assert "ratio: 0.5 -> 0.25" in capsys.readouterr().err
+    assert _files(wd) == before
+
+    out = tmp_path / "sweep"
+    argv = ["sweep", "--model", "lenet_300_100", *DIGITS, "--epochs", "1", "--seeds", "1",
+            "--methods", "magnitude", "--log10-compressions", "1", "--out", str(out)]
+    assert main(argv) == 0
+    before = _files(out)
+    capsys.readouterr()
+    assert main([*argv[:-3], "0.5", *argv[-2:]]) == 2
+    assert "log10_compressions: [1.0] -> [0.5]" in capsys.readouterr().err
+    assert _files(out) == before
+
+
+def test_train_resume_ignores_where_the_data_lives_but_not_what_it_is(
+        tmp_path, monkeypatch, capsys):
+    from test_data_readers import write_mnist_folder
+
+    write_mnist_folder(tmp_path / "data" / "mnist", n_train=64, n_test=16)
+    write_mnist_folder(tmp_path / "other" / "mnist", n_train=64, n_test=16, seed=1)
+    monkeypatch.delenv("JAXPRUNE_DATA_DIR", raising=False)
+    monkeypatch.chdir(tmp_path)
+    train = ["train", "--model", "lenet_300_100", "--dataset", "mnist", "--epochs", "1",
+             "--batch-size", "32", "--workdir", str(tmp_path / "run"), "--no-progress"]
+    assert main([*train, "--data-dir", str(tmp_path / "data")]) == 0
+    assert main([*train, "--data-dir", str(tmp_path / "data") + "/"]) == 0  # trailing slash
+    assert main([*train, "--data-dir", "data"]) == 0  # relative
+    monkeypatch.setenv("JAXPRUNE_DATA_DIR", str(tmp_path / "data"))
+    assert main(train) == 0  # through the environment variable
+    capsys.readouterr()
+    assert main([*train, "--data-dir", str(tmp_path / "other")]) == 2  # other data
+    assert "data_fingerprint" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------------------------------------
+# Bad input: one line, exit code 2, no traceback, nothing written.
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("target", [["--sparsity", "1.0"], ["--compression", "1e12"]])
+def test_targets_that_remove_every_weight_are_refused(tmp_path, capsys, target):
+    wd = tmp_path / "p"
+    assert main(["prune", "--model", "lenet_300_100", *DIGITS, "--criterion", "magnitude",
+                 *target, "--workdir", str(wd)]) == 2
+    err = capsys.readouterr().err
+    assert "removes all 50,200 prunable weights" in err and "compression at most 50,200x" in err
+    assert not wd.exists()
+
+
+def test_flops_masks_of_another_model_or_seed_are_clear_errors(tmp_path, capsys):
+    wd = tmp_path / "p"
+    assert main(["prune", "--model", "lenet_300_100", *DIGITS, "--criterion", "magnitude",
+                 "--sparsity", "0.9", "--seeds", "2", "--workdir", str(wd)]) == 0
+    capsys.readouterr()
+    masks_file = str(wd / "masks.npz")
+    for argv, message in [
+        (["--model", "mlp_6x100", "--input-shape", "64"], "was not written for mlp_6x100"),
+        (["--model", "lenet_300_100"], "fc1/kernel has shape (64, 300) per seed but "
+                                       "lenet_300_100 has (784, 300)"),
+        (["--model", "lenet_300_100", "--dataset", "digits", "--seed-index", "2"],
+         "--seed-index 2 is out of range: " + masks_file + " holds 2 seeds (indices 0..1)"),
+        (["--model", "lenet_300_100", "--input-shape", "8,x"], "--input-shape takes positive"),
+    ]:
+        assert main(["flops", *argv, "--masks", masks_file]) == 2, argv
+        err = capsys.readouterr().err
+        assert message in err and err.count("\n") == 1, err
+    assert main(["flops", "--model", "lenet_300_100", "--dataset", "digits", "--masks",
+                 masks_file, "--seed-index", "1"]) == 0
+
+
+def test_structured_prune_from_a_workdir_of_another_model(tmp_path, capsys):
+    trained = tmp_path / "trained"
+    assert main(["train", "--model", "mlp_6x100", *DIGITS, "--epochs", "1",
+                 "--workdir", str(trained)]) == 0
+    wider = tmp_path / "wider"
+    assert main(["train", "--model", "lenet_300_100", *DIGITS, "--epochs", "1",
+                 "--width-multiplier", "0.5", "--workdir", str(wider)]) == 0
+    capsys.readouterr()
+    base = ["prune", "--structured", "--model", "lenet_300_100", *DIGITS, "--criterion", "l1",
+            "--policy", "ratio", "--ratio", "0.5"]
+    for source, message in [(trained, "holds a 'mlp_6x100' run"),
+                            (wider, "model_options={'width_multiplier': 0.5}")]:
+        wd = tmp_path / f"from_{source.name}"
+        assert main([*base, "--from-workdir", str(source), "--workdir", str(wd)]) == 2
+        err = capsys.readouterr().err
+        assert message in err and err.count("\n") == 1, err
+        assert not wd.exists()
+
+
+def test_models_input_shape(capsys):
+    assert main(["models", "--input-shape", "3,x"]) == 2
+    assert "--input-shape takes positive integers" in capsys.readouterr().err
+    assert main(["models", "--input-shape", "3,3"]) == 0  # MLPs flatten any shape
+    out = capsys.readouterr().out
+    assert "lenet_300_100" in out and "not listed (cannot take inputs of shape (3, 3)):" in out
+    assert "resnet20" in out.split("not listed")[1]
+
+
+def test_missing_dataset_is_one_line_naming_the_cli_way(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("TFDS_DATA_DIR", str(tmp_path / "tfds"))
+    monkeypatch.delenv("JAXPRUNE_DATA_DIR", raising=False)
+    assert main(["train", "--model", "lenet_300_100", "--dataset", "mnist", "--epochs", "1",
+                 "--data-dir", str(tmp_path / "none")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "download=True" not in err and "absl" not in err
+    assert "put its official files (train-images-idx3-ubyte.gz" in err
+    assert str(tmp_path / "none" / "mnist") in err
+    assert main(["train", "--model", "lenet_300_100", "--dataset", "mnist", "--epochs", "1"]) == 2
+    assert "pass --data-dir DIR or set $JAXPRUNE_DATA_DIR=DIR" in capsys.readouterr().err
+
+
+def test_keyboard_interrupt_is_one_line(monkeypatch, capsys):
+    import jaxprune.cli as cli
+
+    def interrupted(args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "cmd_train", interrupted)
+    assert main(["train", "--workdir", "w"]) == 130
+    err = capsys.readouterr().err
+    assert err.strip() == ("jaxprune train: interrupted; rerun the same command to resume from "
+                           "the last checkpoint")
+
+
+@pytest.mark.slow
+def test_ctrl_c_then_resume_says_so(tmp_path):
+    """A real SIGINT during `jaxprune train`: one line, exit 130; the rerun says it resumes."""
+    env = {**os.environ, "JAX_PLATFORMS": "cpu"}
+    wd = tmp_path / "run"
+    proc = subprocess.Popen(_train_cmd(wd), env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 240
+    while time.time() < deadline and proc.poll() is None:
+        if (wd / "metrics.jsonl").exists():
+            break
+        time.sleep(0.05)
+    assert proc.poll() is None, "training finished before it could be interrupted"
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err
+    assert err.strip().splitlines()[-1].endswith("rerun the same command to resume from the "
+                                                 "last checkpoint")
+    done = subprocess.run(_train_cmd(wd), env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    epoch = json.loads((wd / "metrics.jsonl").read_text().splitlines()[0])["epoch"]
+    assert f"resuming from epoch {epoch} of 6" in done.stdout + done.stderr
+
+
+# ---------------------------------------------------------------------------------------------
+# Output a person reads.
+# ---------------------------------------------------------------------------------------------
+
+
+def test_output_words_and_numbers(tmp_path, capsys):
+    assert main(["train", "--model", "lenet_300_100", *DIGITS, "--epochs", "1"]) == 0
+    out = capsys.readouterr()
+    assert "for 1 epoch\n" in out.out and "1 epochs" not in out.out
+    assert "\r" not in out.err  # no progress bar when stderr is not a terminal
+    wd = tmp_path / "p"
+    assert main(["prune", "--model", "lenet_300_100", *DIGITS, "--criterion", "magnitude",
+                 "--compression", "10", "--seeds", "2", "--epochs", "1",
+                 "--workdir", str(wd)]) == 0
+    out = capsys.readouterr().out
+    assert "layer densities of seed 0 (1 of 2 seeds" in out
+    assert "e+0" not in out  # MACs as integers, never 1.778e+04 beside 8153
+    assert "MACs: 5,020 of 50,200 remain (10.00%)" in out
+    assert "at chance" in out
+    summary = json.loads((wd / "summary.json").read_text())
+    assert {"at_chance", "test_accuracy"} <= set(summary["per_seed"][0])
+    assert (wd / "summary.json").stat().st_mode & 0o777 == 0o666 & ~_umask()
+    argv = ["sweep", "--model", "lenet_300_100", *DIGITS, "--epochs", "1", "--seeds", "1",
+            "--methods", "magnitude", "--log10-compressions", "1", "--out", str(tmp_path / "s")]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "one seed (no spread)" in out and "+/-" not in out and "at chance" in out
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask

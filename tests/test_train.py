@@ -118,7 +118,7 @@ def test_preset_and_config_validation():
 def test_masked_training_keeps_pruned_weights_exactly_zero(optimizer):
     model = TinyMLP()
     data = _data()
-    variables = model.init(jax.random.PRNGKey(0), data.images[:1])
+    variables = model.init(jax.random.key(0), data.images[:1])
     params, model_state = split_variables(variables)
     mask = _half_mask(params)
     cfg = TrainConfig(optimizer=optimizer, learning_rate=0.05, momentum=0.9, nesterov=True,
@@ -132,7 +132,7 @@ def test_masked_training_keeps_pruned_weights_exactly_zero(optimizer):
     step = jax.jit(make_train_step(model, tx))
     x, y = jnp.asarray(data.images), jnp.asarray(data.labels)
     for i in range(5):
-        state, _ = step(state, x, y, jax.random.PRNGKey(i))
+        state, _ = step(state, x, y, jax.random.key(i))
     for p, m, p0 in zip(jax.tree.leaves(state.params), jax.tree.leaves(mask),
                         jax.tree.leaves(params), strict=True):
         assert np.all(np.asarray(p)[~np.asarray(m)] == 0.0)
@@ -142,7 +142,7 @@ def test_masked_training_keeps_pruned_weights_exactly_zero(optimizer):
 
 def test_mask_not_matching_params_is_a_clear_error():
     model = TinyMLP()
-    variables = model.init(jax.random.PRNGKey(0), jnp.zeros((1, 4)))
+    variables = model.init(jax.random.key(0), jnp.zeros((1, 4)))
     params, model_state = split_variables(variables)
     tx = optax.sgd(0.1)
     bad = dict(masks.ones_like(params))
@@ -160,7 +160,7 @@ def test_mask_not_matching_params_is_a_clear_error():
 def test_fit_learns_and_masks_with_batch_norm():
     model = TinyConvBN()
     train, test = _data(seed=0), _data(n=60, seed=1)
-    variables = model.init(jax.random.PRNGKey(0), train.images[:1])
+    variables = model.init(jax.random.key(0), train.images[:1])
     mask = _half_mask(variables["params"])
     cfg = TrainConfig(epochs=4, batch_size=16, optimizer="adam", learning_rate=0.03,
                       schedule="constant", augment=True, eval_batch_size=25)
@@ -194,7 +194,7 @@ def _strip_timing(history):
 def test_kill_and_resume_is_bitwise_identical(tmp_path):
     model = TinyConvBN()
     train, test = _data(seed=0), _data(n=40, seed=1)
-    variables = model.init(jax.random.PRNGKey(0), train.images[:1])
+    variables = model.init(jax.random.key(0), train.images[:1])
     mask = _half_mask(variables["params"])
     cfg = TrainConfig(epochs=3, batch_size=16, optimizer="sgd", learning_rate=0.05,
                       momentum=0.9, weight_decay=5e-4, schedule="cosine", augment=True)
@@ -223,18 +223,56 @@ def test_kill_and_resume_is_bitwise_identical(tmp_path):
 def test_resume_with_a_different_config_is_refused(tmp_path):
     model = TinyMLP()
     train = _data()
-    variables = model.init(jax.random.PRNGKey(0), train.images[:1])
+    variables = model.init(jax.random.key(0), train.images[:1])
     cfg = TrainConfig(epochs=1, batch_size=32, optimizer="adam", learning_rate=1e-3)
     fit(model, variables, train, train, cfg, workdir=str(tmp_path), progress=False)
-    with pytest.raises(ValueError, match=r"different config \(learning_rate: 0.001 -> 0.01\)"):
+    with pytest.raises(ValueError, match=r"configuration \(learning_rate: 0.001 -> 0.01\)"):
         fit(model, variables, train, train, cfg.replace(learning_rate=0.01),
             workdir=str(tmp_path), progress=False)
+
+
+def test_resume_with_another_mask_init_data_or_seeds_is_refused(tmp_path):
+    """The mask, the starting weights, the data and the seeds of a stack are part of a run."""
+    model = TinyMLP()
+    train = _data()
+    variables = model.init(jax.random.key(0), train.images[:1])
+    cfg = TrainConfig(epochs=1, batch_size=32, optimizer="adam", learning_rate=1e-3)
+    mask = _half_mask(variables["params"])
+    fit(model, variables, train, train, cfg, mask=mask, workdir=str(tmp_path), progress=False)
+    flipped = jax.tree.map(lambda m: ~m if m.ndim == 2 else m, mask)
+    other = model.init(jax.random.key(1), train.images[:1])
+    for kw, field in [(dict(mask=flipped), "mask_fingerprint"),
+                      (dict(mask=mask, variables=other), "init_fingerprint"),
+                      (dict(mask=mask, train=_data(seed=5)), "data_fingerprint")]:
+        args = {"variables": variables, "train": train, **kw}
+        with pytest.raises(ValueError, match=field):
+            fit(model, args["variables"], args["train"], train, cfg, mask=args["mask"],
+                workdir=str(tmp_path), progress=False)
+    stacked = jax.tree.map(lambda a: jnp.stack([a, a]), variables)
+    fit(model, stacked, train, train, cfg, seeds=[0, 1], workdir=str(tmp_path / "s"),
+        progress=False)
+    with pytest.raises(ValueError, match=r"seeds: \[0, 1\] -> \[2, 3\]"):
+        fit(model, stacked, train, train, cfg, seeds=[2, 3], workdir=str(tmp_path / "s"),
+            progress=False)
+
+
+def test_result_files_get_the_usual_mode(tmp_path):
+    import os
+
+    from jaxprune.train import write_json_atomic
+
+    old = os.umask(0o022)
+    try:
+        write_json_atomic(tmp_path / "r.json", {"a": 1})
+    finally:
+        os.umask(old)
+    assert (tmp_path / "r.json").stat().st_mode & 0o777 == 0o644
 
 
 def test_fit_rejects_bad_input():
     model = TinyMLP()
     train = _data(n=10)
-    variables = model.init(jax.random.PRNGKey(0), train.images[:1])
+    variables = model.init(jax.random.key(0), train.images[:1])
     with pytest.raises(ValueError, match="larger than the training split"):
         fit(model, variables, train, train, TrainConfig(batch_size=64), progress=False)
     with pytest.raises(ValueError, match="epochs must be >= 0"):
@@ -252,7 +290,7 @@ def test_stacked_fit_reproduces_single_runs(tmp_path):
     train, test = _data(seed=0), _data(n=40, seed=1)
     cfg = TrainConfig(epochs=2, batch_size=16, optimizer="sgd", learning_rate=0.05, momentum=0.9,
                       schedule="cosine", seed=3)
-    keys = jnp.stack([jax.random.PRNGKey(k) for k in (10, 11, 12)])
+    keys = jnp.stack([jax.random.key(k) for k in (10, 11, 12)])
     stacked_vars = jax.vmap(lambda k: model.init(k, train.images[:1]))(keys)
     stacked_mask = jax.vmap(_half_mask)(stacked_vars["params"])
     many = fit(model, stacked_vars, train, test, cfg, mask=stacked_mask, seeds=[3, 4, 5],
@@ -273,7 +311,7 @@ def test_stacked_fit_reproduces_single_runs(tmp_path):
 def test_stacked_fit_checks_the_leading_axis():
     model = TinyMLP()
     train = _data()
-    variables = model.init(jax.random.PRNGKey(0), train.images[:1])
+    variables = model.init(jax.random.key(0), train.images[:1])
     with pytest.raises(ValueError, match="need a leading axis of size 4"):
         fit(model, variables, train, train, TrainConfig(batch_size=16), seeds=range(4),
             progress=False)
@@ -282,7 +320,7 @@ def test_stacked_fit_checks_the_leading_axis():
 def test_zero_epochs_evaluates_the_initial_network():
     model = TinyMLP()
     train = _data()
-    variables = model.init(jax.random.PRNGKey(0), train.images[:1])
+    variables = model.init(jax.random.key(0), train.images[:1])
     res = fit(model, variables, train, train, TrainConfig(epochs=0, batch_size=16),
               progress=False)
     assert res.history == [] and res.results["steps"] == 0

@@ -115,6 +115,18 @@ def _not_found_message(name: str, split: str, data_dir: Path | None, tfds_reason
     return "\n".join(lines)
 
 
+def _brief(name: str, data_dir: Path | None) -> str:
+    """The not-found error in one line, for a command line."""
+    files = ", ".join(f for s in ("train", "test") for f in expected_files(name, s))
+    if data_dir is None:
+        return (f"dataset {name!r} not found: no data folder given. Put its official files "
+                f"({files}; from {_DOWNLOAD[name]}) in DIR/{name}/ and pass --data-dir DIR or "
+                f"set ${ENV_VAR}=DIR")
+    folder = data_dir / name / _subdir(name)
+    return (f"dataset {name!r} not found in {data_dir}: put its official files ({files}; from "
+            f"{_DOWNLOAD[name]}) in {folder}/")
+
+
 def load(
     name: str,
     split: str,
@@ -170,8 +182,10 @@ def load(
         x, y = _tfds.load_tfds(name, split, data_dir=tfds_data_dir, download=download)
     except ImportError as e:
         reason = f"{e}. Then load(..., download=True) lets TFDS download and prepare {name!r}."
-        raise DatasetNotFoundError(_not_found_message(name, split, root, reason)) from None
+        raise DatasetNotFoundError(_not_found_message(name, split, root, reason),
+                                   brief=_brief(name, root)) from None
     except DatasetNotFoundError as e:
-        raise DatasetNotFoundError(_not_found_message(name, split, root, str(e))) from None
+        raise DatasetNotFoundError(_not_found_message(name, split, root, str(e)),
+                                   brief=_brief(name, root)) from None
     _check_arrays(name, f"TFDS {name!r}", x, y)
     return x, y

@@ -17,11 +17,13 @@ with a shared download dir the second one prepared silently holds the first one'
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import socket
 import tempfile
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -62,6 +64,19 @@ def _import_tfds() -> Any:
             f"install it with: {INSTALL_HINT}"
         ) from None
     return tfds
+
+
+@contextlib.contextmanager
+def _quiet_absl() -> Iterator[None]:
+    """absl (TFDS's logger) at ERROR level inside the block."""
+    from absl import logging as absl_logging
+
+    old = absl_logging.get_verbosity()
+    absl_logging.set_verbosity(absl_logging.ERROR)
+    try:
+        yield
+    finally:
+        absl_logging.set_verbosity(old)
 
 
 def _short(e: BaseException, limit: int = 300) -> str:
@@ -163,8 +178,9 @@ def load_tfds(
     tfds = _import_tfds()
     try:
         tfds_dir = None if data_dir is None else str(data_dir)
-        builder = tfds.builder(TFDS_NAMES[name], data_dir=tfds_dir)
-        prepared = builder.is_prepared()
+        with _quiet_absl():  # "Variant folder ... has no dataset_info.json": we say it better
+            builder = tfds.builder(TFDS_NAMES[name], data_dir=tfds_dir)
+            prepared = builder.is_prepared()
     except Exception as e:
         raise DatasetNotFoundError(
             f"TFDS could not open {name!r} in data_dir={data_dir}: {type(e).__name__}: {_short(e)}"

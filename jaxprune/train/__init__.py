@@ -6,7 +6,15 @@
   workdir   config.json, metrics.jsonl, orbax checkpoints, results.json (atomic writes).
 """
 
-from jaxprune.train.loop import FitResult, Split, evaluate, fit, init_model, train_and_evaluate
+from jaxprune.train.loop import (
+    FitResult,
+    Split,
+    evaluate,
+    fit,
+    init_model,
+    run_identity,
+    train_and_evaluate,
+)
 from jaxprune.train.optim import (
     OPTIMIZERS,
     PRESETS,
@@ -27,6 +35,8 @@ from jaxprune.train.steps import (
 )
 from jaxprune.train.workdir import (
     Workdir,
+    check_or_write_config,
+    fingerprint,
     restore_variables,
     write_json_atomic,
     write_text_atomic,
@@ -34,8 +44,9 @@ from jaxprune.train.workdir import (
 
 __all__ = [
     "OPTIMIZERS", "PRESETS", "SCHEDULES", "FitResult", "Split", "TrainConfig", "TrainState",
-    "Workdir", "apply_model", "create_state", "cross_entropy", "evaluate", "fit", "init_model",
-    "make_eval_step", "make_optimizer", "make_schedule", "make_train_step", "preset",
-    "restore_variables", "split_variables", "train_and_evaluate", "write_json_atomic",
+    "Workdir", "apply_model", "check_or_write_config", "create_state", "cross_entropy",
+    "evaluate", "fingerprint", "fit", "init_model", "make_eval_step", "make_optimizer",
+    "make_schedule", "make_train_step", "preset", "restore_variables", "run_identity",
+    "split_variables", "train_and_evaluate", "write_json_atomic",
     "write_text_atomic",
 ]

@@ -32,7 +32,7 @@ from jaxprune.train.steps import (
     make_train_step,
     split_variables,
 )
-from jaxprune.train.workdir import Workdir
+from jaxprune.train.workdir import Workdir, fingerprint
 
 PyTree = Any
 EpochCallback = Callable[[int, TrainState, Mapping[str, Any]], None]
@@ -151,7 +151,8 @@ def fit(
       workdir: directory for config, metrics, checkpoints and results; a directory that already
         holds checkpoints of the same config is resumed from the newest one.
       extra_config: more entries for ``config.json`` (e.g. how the mask was made).
-      progress: show a progress bar with running loss/accuracy and throughput.
+      progress: show a progress bar with running loss/accuracy and throughput (only when
+        stderr is a terminal) and one line per epoch.
       callbacks: ``cb(epoch, state, row)`` after each epoch's checkpoint (epoch is 1-based).
       seeds: data seeds of stacked networks trained together (see above); ``None`` for one
         network with ``config.seed``.
@@ -202,7 +203,7 @@ def fit(
 
     eval_step = make_eval_step(model, preprocess=eval_pre)
     train_keys = jnp.stack(
-        [jax.random.fold_in(jax.random.PRNGKey(s), 1) for s in (seeds or [config.seed])]
+        [jax.random.fold_in(jax.random.key(s), 1) for s in (seeds or [config.seed])]
     )
     if stacked:  # one network per row; data and hyper-parameters shared
         step_on_indices = jax.vmap(step_on_indices, in_axes=(0, None, None, 0, 0))
@@ -218,21 +219,26 @@ def fit(
     x_train, y_train = jnp.asarray(train.images), jnp.asarray(train.labels)
     test_dev = Split(jnp.asarray(test.images), jnp.asarray(test.labels))
 
-    wd = Workdir(workdir) if workdir is not None else None
+    wd = None
     history: list[dict[str, Any]] = []
     start_epoch = 0
-    if wd is not None:
-        wd.write_or_check_config({**config.to_dict(), **(extra_config or {})})
+    if workdir is not None:
+        identity = run_identity(config, train, test, variables, mask, seeds)
+        wd = Workdir(workdir)
+        wd.write_or_check_config({**identity, **(extra_config or {})})
         latest = wd.latest_epoch()
         if latest is not None:
             state, history = wd.restore(latest, state)
             wd.write_metrics(history)
             start_epoch = latest
+            # always said (not progress but state): the rerun after a Ctrl-C continues
+            print(f"resuming from epoch {latest} of {config.epochs} ({workdir})",
+                  file=sys.stderr)
 
     bar = tqdm(
         total=config.epochs * steps_per_epoch, initial=start_epoch * steps_per_epoch,
-        disable=not progress, unit="step", dynamic_ncols=True, leave=False,
-        mininterval=0.1 if sys.stderr.isatty() else 30.0,  # logs get a line every 30 s
+        disable=None if progress else True,  # None: no bar when stderr is not a terminal
+        unit="step", dynamic_ncols=True, leave=False,
     )
     update_every = max(1, steps_per_epoch // 20)
     try:
@@ -316,6 +322,27 @@ def fit(
     return FitResult(state, history, results)
 
 
+def run_identity(
+    config: TrainConfig,
+    train: Split,
+    test: Split,
+    variables: PyTree,
+    mask: PyTree | None = None,
+    seeds: Sequence[int] | None = None,
+) -> dict[str, Any]:
+    """What makes a training run the run it is, as stored in ``config.json`` and compared on
+    resume: the config (``data_dir`` recorded, not compared), the data seeds of stacked runs, and
+    fingerprints of the data, the initial variables and the mask (:func:`fingerprint`), so a
+    workdir is never resumed with other data, other starting weights or another mask."""
+    return {
+        **config.to_dict(),
+        "seeds": None if seeds is None else [int(s) for s in seeds],
+        "data_fingerprint": fingerprint((train.images, train.labels, test.images, test.labels)),
+        "init_fingerprint": fingerprint(variables),
+        "mask_fingerprint": None if mask is None else fingerprint(mask),
+    }
+
+
 def init_model(
     model: nn.Module,
     key: jax.Array,
@@ -367,7 +394,7 @@ def train_and_evaluate(
     model = models.get(
         config.model, num_classes=data.info(config.dataset).num_classes, **config.model_options
     )
-    init_key = jax.random.fold_in(jax.random.PRNGKey(config.seed), 0)
+    init_key = jax.random.fold_in(jax.random.key(config.seed), 0)
     variables = init_model(model, init_key, train.images, model_name=config.model,
                            expected_shape=models.default_input_shape(config.model))
     return fit(model, variables, train, test, config, mask=mask, workdir=workdir,

@@ -14,6 +14,7 @@ a metrics file that matches it exactly.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import tempfile
@@ -22,9 +23,64 @@ from pathlib import Path
 from typing import Any
 
 import jax
+import numpy as np
 import orbax.checkpoint as ocp
 
 PyTree = Any
+
+
+#: Config fields that say where inputs were read from, not what the run is: recorded in
+#: ``config.json`` but not compared on resume (the same data in another folder, a trailing slash
+#: or ``$JAXPRUNE_DATA_DIR`` instead of ``--data-dir`` must not block resuming). What the inputs
+#: ARE is compared through fingerprints (:func:`fingerprint`) stored beside them.
+LOCATION_FIELDS = ("data_dir", "from_workdir")
+
+
+def fingerprint(tree: Any) -> str:
+    """A short content hash of a pytree of arrays (shapes, dtypes and bytes of every leaf).
+
+    Two trees get the same fingerprint exactly when their leaves are equal bit for bit (and
+    their structure agrees); used to record which data, initial weights or masks a run used.
+    """
+    h = hashlib.blake2b(digest_size=12)
+    leaves, treedef = jax.tree.flatten(tree)
+    h.update(str(treedef).encode())
+    for leaf in leaves:
+        a = np.ascontiguousarray(np.asarray(jax.device_get(leaf)))
+        h.update(f"{a.dtype.str}{a.shape}".encode())
+        h.update(a.view(np.uint8).reshape(-1) if a.size else b"")
+    return h.hexdigest()
+
+
+def check_or_write_config(path: str | os.PathLike, config: Mapping[str, Any]) -> None:
+    """Write ``config`` to ``path`` (a ``config.json``); if one is there, require it to be equal.
+
+    Every field is compared except :data:`LOCATION_FIELDS`. Nothing is written when the check
+    fails, so a refused command leaves the workdir as it was.
+
+    Raises:
+      ValueError: naming the fields that differ (old -> new).
+    """
+    path = Path(path)
+    config = json.loads(json.dumps(dict(config)))  # normalise tuples etc. as JSON would
+    if path.exists():
+        old = json.loads(path.read_text())
+        diff = sorted(k for k in set(old) | set(config)
+                      if k not in LOCATION_FIELDS and old.get(k) != config.get(k))
+        if diff:
+            details = ", ".join(f"{k}: {_short(old.get(k))} -> {_short(config.get(k))}"
+                                for k in diff)
+            raise ValueError(
+                f"workdir {path.parent} holds a run with a different configuration ({details}). "
+                "Rerun with the same settings to resume it, or use a new workdir."
+            )
+        return
+    write_json_atomic(path, config)
+
+
+def _short(v: Any, limit: int = 60) -> str:
+    text = repr(v)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def write_json_atomic(path: str | os.PathLike, obj: Any) -> None:
@@ -37,6 +93,7 @@ def write_text_atomic(path: str | os.PathLike, text: str) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; result files get the usual mode
     try:
         with os.fdopen(fd, "w") as f:
             f.write(text)
@@ -46,6 +103,12 @@ def write_text_atomic(path: str | os.PathLike, text: str) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 class Workdir:
@@ -64,23 +127,13 @@ class Workdir:
 
     # -- config --------------------------------------------------------------------------------
     def write_or_check_config(self, config: Mapping[str, Any]) -> None:
-        """Write ``config``; if the workdir already holds one, require it to be identical.
+        """Write ``config``; if the workdir already holds one, require it to be identical
+        (:func:`check_or_write_config`).
 
         Raises:
           ValueError: naming the fields that differ, when resuming with another configuration.
         """
-        config = json.loads(json.dumps(dict(config)))  # normalise tuples etc. as JSON would
-        if self.config_path.exists():
-            old = json.loads(self.config_path.read_text())
-            diff = sorted(k for k in set(old) | set(config) if old.get(k) != config.get(k))
-            if diff:
-                details = ", ".join(f"{k}: {old.get(k)!r} -> {config.get(k)!r}" for k in diff)
-                raise ValueError(
-                    f"workdir {self.path} holds a run with a different config ({details}). "
-                    "Resume with the same settings, or use a new --workdir."
-                )
-            return
-        write_json_atomic(self.config_path, config)
+        check_or_write_config(self.config_path, config)
 
     # -- metrics -------------------------------------------------------------------------------
     def read_metrics(self) -> list[dict[str, Any]]:
