@@ -129,7 +129,7 @@ def topk(n: int = 266_610) -> None:
 
     for dtype in ("float32", "float64"):
         with jax.enable_x64(dtype == "float64"):
-            x = jax.random.normal(jax.random.PRNGKey(0), (n,), jnp.dtype(dtype))
+            x = jax.random.normal(jax.random.key(0), (n,), jnp.dtype(dtype))
             k = jnp.int32(n // 10)
             free, sort = jax.jit(masks.keep_top), jax.jit(masks.keep_top_sort)
             impls = {"sort_free": functools.partial(free, x, k),

@@ -123,7 +123,7 @@ def score_inputs(model_name: str, num_seeds: int) -> tuple[PyTree, tuple, jax.Ar
     xs, ys = zip(*[random_batch(model_name, SCORE_BATCH, s) for s in range(num_seeds)],
                  strict=True)
     batches = (jnp.asarray(np.stack(xs)), jnp.asarray(np.stack(ys)))
-    keys = jnp.stack([jax.random.fold_in(jax.random.PRNGKey(s), 3) for s in range(num_seeds)])
+    keys = jnp.stack([jax.random.fold_in(jax.random.key(s), 3) for s in range(num_seeds)])
     return variables, batches, keys
 
 
@@ -268,7 +268,7 @@ def optimizer() -> optax.GradientTransformation:
 def random_mask(params: PyTree, sparsity: float, seed: int = 0) -> PyTree:
     """A bool mask pruning ``sparsity`` of all kernels (global random top-k; biases, BN kept)."""
     leaves, treedef = jax.tree.flatten(params)
-    keys = jax.random.split(jax.random.PRNGKey(seed), len(leaves))
+    keys = jax.random.split(jax.random.key(seed), len(leaves))
     scores = jax.tree.unflatten(
         treedef, [jax.random.uniform(k, x.shape) for k, x in zip(keys, leaves, strict=True)]
     )
@@ -277,7 +277,7 @@ def random_mask(params: PyTree, sparsity: float, seed: int = 0) -> PyTree:
 
 def init_variables(model_name: str, seed: int) -> PyTree:
     model = models.get(model_name)
-    return model.init(jax.random.PRNGKey(seed), jnp.zeros((1, *input_shape(model_name))),
+    return model.init(jax.random.key(seed), jnp.zeros((1, *input_shape(model_name))),
                       train=False)
 
 
@@ -306,7 +306,7 @@ def build_train(spec: dict[str, Any], use_torch: bool) -> Workload:
     variables, state0 = masked_state(name, tx)
     x, y = random_batch(name, TRAIN_BATCH, 1)
     x, y = jnp.asarray(x), jnp.asarray(y)
-    key = jax.random.PRNGKey(0)
+    key = jax.random.key(0)
     notes: dict[str, Any] = {"batch": TRAIN_BATCH, "steps_per_call": steps,
                              "mask_dtypes_bool": all(jnp.result_type(m) == jnp.bool_
                                                      for m in jax.tree.leaves(state0.mask))}
@@ -389,7 +389,7 @@ def build_train_seeds(spec: dict[str, Any], use_torch: bool) -> Workload:
     data = [random_batch(name, TRAIN_BATCH, 10 + s) for s in range(n)]
     xs = jnp.asarray(np.stack([d[0] for d in data]))
     ys = jnp.asarray(np.stack([d[1] for d in data]))
-    key = jax.random.PRNGKey(0)
+    key = jax.random.key(0)
     train_step = make_train_step(model, tx)
     vstep = jax.jit(jax.vmap(train_step, in_axes=(0, 0, 0, None)), donate_argnums=0)
     step = jax.jit(train_step, donate_argnums=0)
@@ -452,7 +452,7 @@ def build_conv(spec: dict[str, Any], use_torch: bool) -> Workload:
     notes: dict[str, Any] = {"batch": TRAIN_BATCH}
     ref: dict[str, Any] = {}
     for h, c in spec.get("shapes", RESNET20_CONV_SHAPES):
-        k = jax.random.split(jax.random.PRNGKey(h * 1000 + c), 3)
+        k = jax.random.split(jax.random.key(h * 1000 + c), 3)
         x = jax.random.normal(k[0], (TRAIN_BATCH, h, h, c))
         w = jax.random.normal(k[1], (3, 3, c, c)) * 0.1
         g = jax.random.normal(k[2], (TRAIN_BATCH, h, h, c))

@@ -89,7 +89,7 @@ def test_sort_topk_reference_matches_keep_top():
 
 
 def test_conv_wgrad_prototype_matches_xla():
-    k = jax.random.split(jax.random.PRNGKey(0), 3)
+    k = jax.random.split(jax.random.key(0), 3)
     x = jax.random.normal(k[0], (2, 6, 6, 4))
     w = jax.random.normal(k[1], (3, 3, 4, 5))
     def loss(conv, x_, w_):

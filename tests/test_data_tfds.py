@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-
 import numpy as np
 import pytest
 
@@ -56,8 +54,6 @@ def test_tfds_preparation_leaves_no_shared_extractions(tfds_mnist_dir):
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not os.environ.get("JAXPRUNE_TEST_TFDS_ALL"),
-                    reason="prepares a second dataset (~20 s); set JAXPRUNE_TEST_TFDS_ALL=1")
 def test_tfds_fashion_mnist_after_mnist_is_fashion_mnist(tfds_mnist_dir, shared_data_dir):
     manual = shared_data_dir / "fashion_mnist"
     x_tfds, y_tfds = data.load_tfds("fashion_mnist", "test", data_dir=tfds_mnist_dir,
