@@ -328,3 +328,43 @@ def test_zero_epochs_evaluates_the_initial_network():
                          train.images.std((0, 1, 2)))
     expected = float(np.mean(np.asarray(logits).argmax(-1) == train.labels))
     assert res.results["test_accuracy"] == pytest.approx(expected, abs=1e-6)
+
+
+def test_start_step_continues_a_run_exactly():
+    """Plain SGD keeps no optimizer state beyond its step count, so training from the weights
+    captured after step k with start_step=k must end exactly where the full run ends: same
+    batches, same augmentation keys, same learning rates from step k on."""
+    model = TinyConvBN()
+    train, test = _data(seed=0), _data(n=40, seed=1)
+    variables = model.init(jax.random.key(0), train.images[:1])
+    cfg = TrainConfig(epochs=3, batch_size=16, optimizer="sgd", learning_rate=0.05, momentum=0.0,
+                      schedule="cosine", augment=True)
+    spe = len(train.labels) // 16
+    k = spe + 2  # inside the second epoch
+    full = fit(model, variables, train, test, cfg, progress=False, snapshot_steps=[0, k])
+    jax.tree.map(np.testing.assert_array_equal, full.snapshots[0], variables)
+    late = fit(model, full.snapshots[k], train, test, cfg, progress=False, start_step=k)
+    assert late.results["steps"] == full.results["steps"] == 3 * spe
+    jax.tree.map(np.testing.assert_array_equal, late.state.params, full.state.params)
+    assert [r["lr"] for r in late.history] == [r["lr"] for r in full.history[1:]]
+    with pytest.raises(ValueError, match="start_step 18 is outside"):
+        fit(model, variables, train, test, cfg, progress=False, start_step=3 * spe)
+
+
+def test_evaluation_points_and_snapshots_survive_a_crash(tmp_path):
+    model = TinyMLP()
+    train, test = _data(seed=0), _data(n=40, seed=1)
+    val = _data(n=30, seed=2)
+    variables = model.init(jax.random.key(0), train.images[:1])
+    cfg = TrainConfig(epochs=3, batch_size=16, optimizer="adam", learning_rate=1e-2)
+    kw = dict(validation=val, eval_every=4, snapshot_steps=[5], progress=False)
+    full = fit(model, variables, train, test, cfg, **kw)
+    steps = [e["step"] for r in full.history for e in r["evals"]]
+    assert steps == [4, 8, 12, 16]  # 6 steps per epoch, every 4th
+    assert {"val_loss", "val_accuracy", "test_loss", "test_accuracy"} <= set(full.history[0])
+    with pytest.raises(_Crash):
+        fit(model, variables, train, test, cfg, workdir=str(tmp_path), callbacks=[_crash_after(2)],
+            **kw)
+    resumed = fit(model, variables, train, test, cfg, workdir=str(tmp_path), **kw)
+    jax.tree.map(np.testing.assert_array_equal, resumed.snapshots[5], full.snapshots[5])
+    assert _strip_timing(resumed.history) == _strip_timing(full.history)

@@ -46,11 +46,13 @@ class Split(NamedTuple):
 
 
 class FitResult(NamedTuple):
-    """What ``fit`` returns: the final state, the per-epoch history and the summary."""
+    """What ``fit`` returns: the final state, the per-epoch history, the summary, and the
+    variables captured at ``snapshot_steps`` (``{step: {"params": ..., **model_state}}``)."""
 
     state: TrainState
     history: list[dict[str, Any]]
     results: dict[str, Any]
+    snapshots: dict[int, PyTree] = {}
 
 
 def _check_split(name: str, split: Split) -> None:
@@ -130,6 +132,10 @@ def fit(
     progress: bool = True,
     callbacks: Sequence[EpochCallback] = (),
     seeds: Sequence[int] | None = None,
+    validation: Split | None = None,
+    eval_every: int | None = None,
+    start_step: int = 0,
+    snapshot_steps: Sequence[int] = (),
 ) -> FitResult:
     """Train ``model`` from ``variables`` on ``train``, evaluating on ``test`` after each epoch.
 
@@ -156,9 +162,21 @@ def fit(
       callbacks: ``cb(epoch, state, row)`` after each epoch's checkpoint (epoch is 1-based).
       seeds: data seeds of stacked networks trained together (see above); ``None`` for one
         network with ``config.seed``.
+      validation: an optional held-out split, evaluated with ``test`` (``val_loss``,
+        ``val_accuracy`` in every row and evaluation point).
+      eval_every: also evaluate every this many steps (global step multiples), recorded in the
+        epoch's row as ``evals``: ``[{"step", "test_loss", "test_accuracy", "val_loss",
+        "val_accuracy"}, ...]`` (e.g. to find the early-stop iteration: minimum validation loss).
+      start_step: start ``start_step`` steps into the run (steps ``start_step + 1 ...
+        epochs * steps_per_epoch`` are taken, with the batch order, augmentation and learning
+        rates those steps have in a run from 0, and a fresh optimizer state): training from
+        rewound weights (Frankle et al. 2020's late rewinding).
+      snapshot_steps: global steps after which to capture the variables (``start_step`` itself
+        captures the starting variables); returned in ``FitResult.snapshots`` and, with a
+        workdir, saved there so a resumed run returns them too.
 
     Returns:
-      ``FitResult(state, history, results)``.
+      ``FitResult(state, history, results, snapshots)``.
     """
     config.validate()
     _check_split("train", train)
@@ -170,7 +188,19 @@ def fit(
             f"batch_size {config.batch_size} is larger than the training split ({n_train} "
             "examples); lower --batch-size"
         )
-    tx = make_optimizer(config, steps_per_epoch)
+    total_steps = config.epochs * steps_per_epoch
+    if not 0 <= start_step < max(total_steps, 1):
+        raise ValueError(f"start_step {start_step} is outside the run's {total_steps} steps "
+                         f"({config.epochs} epochs of {steps_per_epoch})")
+    snapshot_steps = sorted({int(k) for k in snapshot_steps})
+    if any(not start_step <= k <= total_steps for k in snapshot_steps):
+        raise ValueError(f"snapshot_steps {snapshot_steps} must lie in [start_step, "
+                         f"{total_steps}] (the run's steps)")
+    if eval_every is not None and eval_every < 1:
+        raise ValueError(f"eval_every must be a positive number of steps, got {eval_every}")
+    if validation is not None:
+        _check_split("validation", validation)
+    tx = make_optimizer(config, steps_per_epoch, step_offset=start_step)
     lr_at = make_schedule(config, steps_per_epoch)
     params, model_state = split_variables(variables)
     stacked = seeds is not None
@@ -186,6 +216,8 @@ def fit(
         state = create_state(params, model_state, tx, mask)
     # The step donates its state; copy once so the caller's variables and mask stay usable.
     state = jax.tree.map(jnp.copy, state)
+    if start_step:
+        state = state.replace(step=jnp.full_like(state.step, start_step))
 
     train_pre, eval_pre = _make_preprocess(config, train)
     train_step = make_train_step(
@@ -218,25 +250,57 @@ def fit(
     jit_plan = jax.jit(epoch_plan)
     x_train, y_train = jnp.asarray(train.images), jnp.asarray(train.labels)
     test_dev = Split(jnp.asarray(test.images), jnp.asarray(test.labels))
+    val_dev = None if validation is None else Split(jnp.asarray(validation.images),
+                                                     jnp.asarray(validation.labels))
+
+    def measure(state: TrainState) -> dict[str, Any]:
+        """Test (and validation) loss and accuracy of ``state``, JSON-ready."""
+        out = {}
+        for name, split in (("test", test_dev), ("val", val_dev)):
+            if split is not None:
+                ev = evaluate(jit_eval, state.params, state.model_state, split,
+                              config.eval_batch_size)
+                out |= {f"{name}_loss": _py(ev["loss"]), f"{name}_accuracy": _py(ev["accuracy"])}
+        return out
+
+    snapshots: dict[int, PyTree] = {}
+
+    def capture(step: int, state: TrainState) -> None:
+        # copies: the next step donates the state's buffers
+        snap = jax.tree.map(jnp.copy, {"params": state.params, **state.model_state})
+        snapshots[step] = snap
+        if wd is not None:
+            wd.save_snapshot(step, snap)
 
     wd = None
     history: list[dict[str, Any]] = []
-    start_epoch = 0
+    first_epoch, skip = divmod(start_step, steps_per_epoch) if total_steps else (0, 0)
+    start_epoch = first_epoch
     if workdir is not None:
         identity = run_identity(config, train, test, variables, mask, seeds)
+        identity |= {"start_step": start_step, "eval_every": eval_every,
+                     "snapshot_steps": snapshot_steps,
+                     "validation_fingerprint": None if validation is None else fingerprint(
+                         (validation.images, validation.labels))}
         wd = Workdir(workdir)
         wd.write_or_check_config({**identity, **(extra_config or {})})
         latest = wd.latest_epoch()
         if latest is not None:
+            like = {"params": state.params, **state.model_state}
+            snapshots = {k: wd.restore_snapshot(k, like) for k in snapshot_steps
+                         if k <= latest * steps_per_epoch}
             state, history = wd.restore(latest, state)
             wd.write_metrics(history)
             start_epoch = latest
             # always said (not progress but state): the rerun after a Ctrl-C continues
             print(f"resuming from epoch {latest} of {config.epochs} ({workdir})",
                   file=sys.stderr)
+    if start_step in snapshot_steps and start_step not in snapshots:
+        capture(start_step, state)
 
     bar = tqdm(
-        total=config.epochs * steps_per_epoch, initial=start_epoch * steps_per_epoch,
+        total=total_steps - start_step,
+        initial=max(0, start_epoch * steps_per_epoch - start_step),
         disable=None if progress else True,  # None: no bar when stderr is not a terminal
         unit="step", dynamic_ncols=True, leave=False,
     )
@@ -246,10 +310,20 @@ def fit(
             order, step_keys = jit_plan(train_keys, epoch)
             bar.set_description(f"epoch {epoch + 1}/{config.epochs}")
             sums = {"loss": 0.0, "correct": 0.0, "count": 0.0}
+            evals: list[dict[str, Any]] = []
+            eval_seconds = 0.0
             t0 = time.perf_counter()
-            for i in range(steps_per_epoch):
+            i0 = skip if epoch == first_epoch else 0
+            for i in range(i0, steps_per_epoch):
                 state, m = jit_step(state, x_train, y_train, take(order, i), take(step_keys, i))
                 sums = {k: sums[k] + m[k] for k in sums}
+                step = epoch * steps_per_epoch + i + 1
+                if step in snapshot_steps:
+                    capture(step, state)
+                if eval_every and step % eval_every == 0:
+                    t_eval = time.perf_counter()
+                    evals.append({"step": step, **measure(state)})
+                    eval_seconds += time.perf_counter() - t_eval
                 if (i + 1) % update_every == 0 or i + 1 == steps_per_epoch:
                     s = {k: np.sum(v) for k, v in jax.device_get(sums).items()}
                     elapsed = time.perf_counter() - t0
@@ -258,23 +332,24 @@ def fit(
                         acc=f"{s['correct'] / s['count']:.4f}",
                         img_s=f"{s['count'] / elapsed:.0f}",
                     )
-                    bar.update(i + 1 - (bar.n - (epoch * steps_per_epoch)))
+                    bar.update(step - start_step - bar.n)
             jax.block_until_ready(state.params)
-            epoch_seconds = time.perf_counter() - t0
+            epoch_seconds = time.perf_counter() - t0 - eval_seconds
             sums = {k: np.asarray(v) for k, v in jax.device_get(sums).items()}
-            ev = evaluate(jit_eval, state.params, state.model_state, test_dev,
-                          config.eval_batch_size)
+            last = evals[-1] if evals and evals[-1]["step"] == step else None
+            ev = {k: v for k, v in last.items() if k != "step"} if last else measure(state)
             row = {
                 "epoch": epoch + 1,
                 "step": int(np.max(state.step)),
                 "lr": float(lr_at(int(np.max(state.step)) - 1)),
                 "train_loss": _py(sums["loss"] / sums["count"]),
                 "train_accuracy": _py(sums["correct"] / sums["count"]),
-                "test_loss": _py(ev["loss"]),
-                "test_accuracy": _py(ev["accuracy"]),
+                **ev,
                 "epoch_seconds": epoch_seconds,
                 "images_per_second": float(np.sum(sums["count"]) / epoch_seconds),
             }
+            if eval_every:
+                row["evals"] = evals
             history.append(row)
             if progress:
                 mean = lambda k, row=row: float(np.mean(row[k]))
@@ -301,6 +376,7 @@ def fit(
     else:  # epochs=0: evaluate the initial network
         final = evaluate(jit_eval, state.params, state.model_state, test_dev,
                          config.eval_batch_size)
+    snapshots = {k: snapshots[k] for k in snapshot_steps}  # every one was taken or restored
     throughputs = [r["images_per_second"] for r in history[1:]] or [
         r["images_per_second"] for r in history
     ]
@@ -319,7 +395,7 @@ def fit(
     }
     if wd is not None:
         wd.write_results(results)
-    return FitResult(state, history, results)
+    return FitResult(state, history, results, snapshots)
 
 
 def run_identity(

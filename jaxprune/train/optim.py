@@ -156,8 +156,15 @@ def preset(name: str, **overrides: Any) -> TrainConfig:
     return TrainConfig(**{**PRESETS[name], **overrides})
 
 
-def make_schedule(config: TrainConfig, steps_per_epoch: int) -> optax.Schedule:
-    """The learning-rate schedule of ``config`` as a function of the optimizer step."""
+def make_schedule(
+    config: TrainConfig, steps_per_epoch: int, *, step_offset: int = 0
+) -> optax.Schedule:
+    """The learning-rate schedule of ``config`` as a function of the optimizer step.
+
+    With ``step_offset = k`` the schedule is read ``k`` steps in: an optimizer created fresh at
+    step ``k`` of a run (training resumed from rewound weights, Frankle et al. 2020) gets the
+    rates the run had from step ``k`` on.
+    """
     total = max(1, config.epochs * steps_per_epoch)
     warmup = config.warmup_epochs * steps_per_epoch
     lr = config.learning_rate
@@ -170,15 +177,20 @@ def make_schedule(config: TrainConfig, steps_per_epoch: int) -> optax.Schedule:
         main = optax.piecewise_constant_schedule(lr, {b: s for b, s in bounds.items() if b > 0})
     else:
         raise ValueError(f"unknown schedule {config.schedule!r}; valid: {list(SCHEDULES)}")
-    if warmup == 0:
-        return main
-    return optax.join_schedules([optax.linear_schedule(0.0, lr, warmup), main], [warmup])
+    full = main if warmup == 0 else optax.join_schedules(
+        [optax.linear_schedule(0.0, lr, warmup), main], [warmup])
+    if step_offset == 0:
+        return full
+    return lambda count: full(count + step_offset)
 
 
-def make_optimizer(config: TrainConfig, steps_per_epoch: int) -> optax.GradientTransformation:
-    """The optax optimizer of ``config`` (weight decay, momentum, schedule included)."""
+def make_optimizer(
+    config: TrainConfig, steps_per_epoch: int, *, step_offset: int = 0
+) -> optax.GradientTransformation:
+    """The optax optimizer of ``config`` (weight decay, momentum, schedule included); see
+    :func:`make_schedule` for ``step_offset``."""
     config.validate()
-    lr = make_schedule(config, steps_per_epoch)
+    lr = make_schedule(config, steps_per_epoch, step_offset=step_offset)
     if config.optimizer == "adamw":
         return optax.adamw(lr, weight_decay=config.weight_decay)
     if config.optimizer == "adam":

@@ -5,6 +5,7 @@ Layout::
   <workdir>/config.json       the full run configuration (written once, checked on resume)
   <workdir>/metrics.jsonl     one JSON object per epoch
   <workdir>/checkpoints/<N>/  orbax checkpoint after epoch N (state + metric history)
+  <workdir>/snapshots/<S>/    variables captured after step S (``fit(snapshot_steps=...)``)
   <workdir>/results.json      final summary, written when the run completes
 
 Every JSON file is written atomically (temporary file + ``os.replace``), and the metric history is
@@ -173,6 +174,23 @@ class Workdir:
             ),
         )
         return out["state"], list(out["history"]["history"])
+
+    def save_snapshot(self, step: int, variables: PyTree) -> None:
+        """Save variables captured after ``step`` (``snapshots/<step>``, blocking, atomic)."""
+        with ocp.StandardCheckpointer() as ckpt:
+            ckpt.save(self._snapshot_path(step), variables, force=True)
+
+    def restore_snapshot(self, step: int, like: PyTree) -> PyTree:
+        """The variables saved by :meth:`save_snapshot` for ``step``, shaped like ``like``."""
+        path = self._snapshot_path(step)
+        if not path.exists():
+            raise FileNotFoundError(f"{self.path} has no snapshot of step {step} ({path}); the "
+                                    "workdir is incomplete: use a new workdir")
+        with ocp.StandardCheckpointer() as ckpt:
+            return ckpt.restore(path, jax.tree.map(ocp.utils.to_shape_dtype_struct, like))
+
+    def _snapshot_path(self, step: int) -> Path:
+        return (self.path / "snapshots" / str(int(step))).absolute()
 
     def write_results(self, results: Mapping[str, Any]) -> None:
         write_json_atomic(self.results_path, dict(results))
