@@ -401,6 +401,67 @@ def _restore_matching(workdir: str, like, config):
     return restored
 
 
+def cmd_lottery(args: argparse.Namespace) -> int:
+    """``lottery``: iterative magnitude pruning with rewinding for N seeds, controls beside."""
+    from jaxprune import data, models
+    from jaxprune.report import format_table, to_csv
+    from jaxprune.studies import lottery
+    from jaxprune.train import write_text_atomic
+
+    if args.seeds < 1:
+        raise ValueError(f"--seeds is the number of random inits, at least 1; got {args.seeds}")
+    layer_rates = {}
+    for item in args.layer_rate or []:
+        path, sep, rate = item.partition("=")
+        try:
+            layer_rates[path] = float(rate)
+        except ValueError:
+            sep = ""
+        if not sep or not path:
+            raise ValueError(f"--layer-rate takes PATH=RATE, e.g. fc3/kernel=0.1; got {item!r}")
+    lc = lottery.LotteryConfig(
+        levels=args.levels, rate=args.rate, layer_rates=layer_rates,
+        last_layer_rate=args.last_layer_rate, allocation=args.allocation,
+        rewind_step=args.rewind_step, criterion=args.criterion,
+        keep_dense=tuple(args.keep_dense or ()),
+        controls=() if args.no_controls else tuple(args.controls),
+        eval_every=args.eval_every, per_class=args.per_class)
+    lc.validate()
+    config = _config_from_args(args)
+    config.validate()
+    train, test = _load_splits(config.dataset, config.data_dir)
+    validation = None
+    if args.validation:
+        train, validation = lottery.holdout(train, args.validation)
+    model = models.get(config.model, num_classes=data.info(config.dataset).num_classes,
+                       **config.model_options)
+    seeds = list(range(config.seed, config.seed + args.seeds))
+    res = lottery.run(model, train, test, config, lc, seeds=seeds, validation=validation,
+                      workdir=args.workdir, progress=not args.no_progress)
+    rows = lottery.summarize(res.levels)
+    wd = Path(args.workdir)
+    write_text_atomic(wd / "summary.csv", to_csv(rows))
+    arms = list(res.levels[-1]["arms"])
+    stop = "early stop" if "ticket early stop" in rows[0] else None
+    print(f"\n{config.model} on {config.dataset}: test accuracy (%), "
+          + (f"mean +/- std over {len(seeds)} seeds" if len(seeds) > 1 else "one seed"))
+    print(format_table([
+        {"level": r["level"], "remaining %": f"{r['remaining %']:.2f}"}
+        | {arm: _mean_std(r, arm) for arm in arms}
+        | ({"ticket early-stop step": round(r["ticket early stop"])} if stop else {})
+        for r in rows]))
+    print(f"\nwrote {wd / 'summary.csv'}, {wd / 'results.json'}, {wd / 'survival.npz'} and a "
+          "folder per level (masks.npz, summary.json, train/)")
+    return 0
+
+
+def _mean_std(row: dict[str, Any], arm: str) -> str:
+    if f"{arm} acc" not in row:
+        return ""
+    mean, std = 100 * row[f"{arm} acc"], 100 * row[f"{arm} acc std"]
+    return f"{mean:.2f}" + ("" if std != std else f" +/- {std:.2f}")
+
+
 def run_sweep(args: argparse.Namespace, config, *, title: str, command: str) -> int:
     """Shared by ``demo`` and ``sweep``: prune, train, print, write CSV + PNG."""
     from jaxprune import data, models
@@ -629,6 +690,41 @@ def build_parser() -> argparse.ArgumentParser:
                    help="with --epochs: train the pruned architecture from a fresh init "
                    "(Scratch-E) instead of fine-tuning")
     p.set_defaults(func=cmd_prune, epochs=0)
+
+    p = sub.add_parser("lottery", help="lottery tickets: iterative magnitude pruning with "
+                       "rewinding for N seeds, with the reinit/shuffle/random controls")
+    _add_train_flags(p)
+    g = p.add_argument_group("iterative pruning")
+    g.add_argument("--levels", type=int, required=True, help="pruning levels after the dense one")
+    g.add_argument("--rate", type=float, default=0.2,
+                   help="fraction of the remaining prunable weights removed per level")
+    g.add_argument("--last-layer-rate", type=float,
+                   help="the output layer's rate (Frankle & Carbin: half of --rate)")
+    g.add_argument("--layer-rate", action="append", metavar="PATH=RATE",
+                   help="a layer's own rate, e.g. fc2/kernel=0.1 (repeatable)")
+    g.add_argument("--allocation", choices=("layer", "global"), default="layer",
+                   help="layer: each layer loses its rate (Frankle & Carbin); global: one "
+                   "threshold over all layers")
+    g.add_argument("--rewind-step", type=int, default=0,
+                   help="rewind to the weights after this many steps of dense training (0: init)")
+    g.add_argument("--criterion", default="magnitude",
+                   help="score of the trained weights (a registered criterion)")
+    g.add_argument("--keep-dense", action="append", metavar="PATH",
+                   help="a parameter never pruned, e.g. fc1/kernel (repeatable)")
+    g.add_argument("--controls", nargs="+", default=["reinit", "shuffle", "random"],
+                   help="controls trained beside the ticket at every level")
+    g.add_argument("--no-controls", action="store_true", help="train the tickets only")
+    g.add_argument("--eval-every", type=int, default=0,
+                   help="evaluate every N steps to find the early-stop step (0: every epoch)")
+    g.add_argument("--validation", type=int, default=0,
+                   help="hold out this many training examples for the early stop (Frankle & "
+                   "Carbin: 5000); 0: read it off the test loss")
+    g.add_argument("--per-class", type=int, default=10,
+                   help="scoring examples per class (criteria that score on data)")
+    p.add_argument("--seeds", type=int, default=1, help="random inits (seeds --seed, ...)")
+    p.add_argument("--workdir", required=True, help="every level's files; rerun to resume")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=cmd_lottery)
 
     p = sub.add_parser("flops", help="per-layer MACs and parameters of a model (optionally "
                        "under saved masks)")

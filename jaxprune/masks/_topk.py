@@ -240,6 +240,7 @@ def mask_by_keep_counts(
     keep: jax.Array,
     *,
     per_layer: bool,
+    alive: PyTree | None = None,
     prunable: Predicate | None = None,
     keep_dense: Iterable[Sequence[str | int]] = (),
 ) -> PyTree:
@@ -248,15 +249,26 @@ def mask_by_keep_counts(
     ``keep`` is how many prunable weights to keep: one int overall (``per_layer=False``, global
     top-k) or an (L,) int array, one count per prunable leaf in tree-flatten order. Counts may be
     traced (one compiled program for every sparsity); ties as in :func:`mask_by_topk`.
+
+    ``alive`` (a mask mirroring ``scores``) restricts the choice to live weights: the highest
+    scores among them are kept and a pruned weight is never revived (iterative pruning; counts
+    beyond the live weights keep every live one).
     """
     _, leaves, flags, treedef = flatten_prunable(scores, prunable, keep_dense)
     flat = [jnp.ravel(x) for x, f in zip(leaves, flags, strict=True) if f]
+    live = None
+    if alive is not None:
+        live = [jnp.ravel(a).astype(jnp.bool_)
+                for a, f in zip(jax.tree.leaves(alive), flags, strict=True) if f]
     if not flat:
         kept = []
     elif per_layer:
-        kept = [_KEEP_TOP_JIT(x, keep[i]) for i, x in enumerate(flat)]
+        kept = [_KEEP_TOP_JIT(x, keep[i], None if live is None else live[i])
+                for i, x in enumerate(flat)]
     else:
-        kept = _global_keep(flat, keep)
+        kept = _global_keep(flat, keep, live)
+    if live is not None:
+        kept = [k & a for k, a in zip(kept, live, strict=True)]
     kept = iter(kept)
     out = [next(kept).reshape(jnp.shape(x)) if f else jnp.ones(jnp.shape(x), jnp.bool_)
            for x, f in zip(leaves, flags, strict=True)]
@@ -264,10 +276,13 @@ def mask_by_keep_counts(
 
 
 @jax.jit
-def _global_keep(flat_leaves: list[jax.Array], n_keep: jax.Array) -> list[jax.Array]:
+def _global_keep(
+    flat_leaves: list[jax.Array], n_keep: jax.Array, alive: list[jax.Array] | None = None
+) -> list[jax.Array]:
     """Compiled core of :func:`mask_by_topk` (one compilation per set of shapes, any sparsity)."""
     dtype = jnp.result_type(*flat_leaves)
-    keep = keep_top(jnp.concatenate([x.astype(dtype) for x in flat_leaves]), n_keep)
+    keep = keep_top(jnp.concatenate([x.astype(dtype) for x in flat_leaves]), n_keep,
+                    None if alive is None else jnp.concatenate(alive))
     out, start = [], 0
     for x in flat_leaves:
         out.append(keep[start : start + x.shape[0]])

@@ -211,7 +211,7 @@ def _check_finite_params(params: PyTree, keep_dense: Any, seeds: Sequence[int] |
 
 
 @_cached_factory
-def _score_fn(
+def scoring_fn(
     model: nn.Module, method: str, input_shape: tuple[int, ...], grasp_temperature: float
 ) -> criteria.ScoreFn:
     """The criterion of ``method`` for ``model`` in eval mode, as ONE object for every network:
@@ -393,7 +393,7 @@ def _prune_one(
     sparsity given as traced :func:`budget` counts, one function object per configuration (so
     the multi-seed engine's compiled programs are reused). ``nonfinite`` (L,) flags the prunable
     layers that scored NaN or inf (any round)."""
-    score_fn = _score_fn(model, method, input_shape, grasp_temperature)
+    score_fn = scoring_fn(model, method, input_shape, grasp_temperature)
 
     def one(variables: PyTree, batch: Any, key: jax.Array, counts: jax.Array) -> PyTree:
         params, model_state = split_variables(variables)

@@ -321,6 +321,7 @@ def fit(
                 if step in snapshot_steps:
                     capture(step, state)
                 if eval_every and step % eval_every == 0:
+                    jax.block_until_ready(state.params)  # time the evaluation alone
                     t_eval = time.perf_counter()
                     evals.append({"step": step, **measure(state)})
                     eval_seconds += time.perf_counter() - t_eval
