@@ -404,7 +404,7 @@ def _restore_matching(workdir: str, like, config):
 def cmd_lottery(args: argparse.Namespace) -> int:
     """``lottery``: iterative magnitude pruning with rewinding for N seeds, controls beside."""
     from jaxprune import data, models
-    from jaxprune.report import format_table, to_csv
+    from jaxprune.report import format_table, plot_lottery, to_csv
     from jaxprune.studies import lottery
     from jaxprune.train import write_text_atomic
 
@@ -438,28 +438,34 @@ def cmd_lottery(args: argparse.Namespace) -> int:
     seeds = list(range(config.seed, config.seed + args.seeds))
     res = lottery.run(model, train, test, config, lc, seeds=seeds, validation=validation,
                       workdir=args.workdir, progress=not args.no_progress)
-    rows = lottery.summarize(res.levels)
+    rows = lottery.arm_rows(res.levels)
     wd = Path(args.workdir)
     write_text_atomic(wd / "summary.csv", to_csv(rows))
+    title = f"IMP, {config.model} on {config.dataset}, {_plural(len(seeds), 'seed')}"
+    plot_lottery(rows, str(wd / "lottery.png"), title=title)
     arms = list(res.levels[-1]["arms"])
-    stop = "early stop" if "ticket early stop" in rows[0] else None
-    print(f"\n{config.model} on {config.dataset}: test accuracy (%), "
+    print(f"\n{config.model} on {config.dataset}: test accuracy (%) at the end of training and "
+          "the ticket's early-stop step, "
           + (f"mean +/- std over {len(seeds)} seeds" if len(seeds) > 1 else "one seed"))
-    print(format_table([
-        {"level": r["level"], "remaining %": f"{r['remaining %']:.2f}"}
-        | {arm: _mean_std(r, arm) for arm in arms}
-        | ({"ticket early-stop step": round(r["ticket early stop"])} if stop else {})
-        for r in rows]))
-    print(f"\nwrote {wd / 'summary.csv'}, {wd / 'results.json'}, {wd / 'survival.npz'} and a "
-          "folder per level (masks.npz, summary.json, train/)")
+    table = []
+    for level in res.levels:
+        by_arm = {r["arm"]: r for r in rows if r["level"] == level["level"]}
+        ticket = by_arm["ticket"]
+        table.append({"level": level["level"], "remaining %": f"{ticket['remaining %']:.2f}"}
+                     | {arm: _mean_std(by_arm.get(arm), "acc", 100) for arm in arms}
+                     | {"ticket early stop": _mean_std(ticket, "early stop", 1, 0)})
+    print(format_table(table))
+    print(f"\nwrote {wd / 'summary.csv'}, {wd / 'lottery.png'}, {wd / 'results.json'}, "
+          f"{wd / 'survival.npz'} and a folder per level (masks.npz, summary.json, train/)")
     return 0
 
 
-def _mean_std(row: dict[str, Any], arm: str) -> str:
-    if f"{arm} acc" not in row:
+def _mean_std(row: dict[str, Any] | None, key: str, scale: float, digits: int = 2) -> str:
+    """``"mean +/- std"`` of ``row[key]`` (just the mean for one seed, "" without a value)."""
+    if row is None or key not in row:
         return ""
-    mean, std = 100 * row[f"{arm} acc"], 100 * row[f"{arm} acc std"]
-    return f"{mean:.2f}" + ("" if std != std else f" +/- {std:.2f}")
+    mean, std = scale * row[key], scale * row[f"{key} std"]
+    return f"{mean:.{digits}f}" + ("" if std != std else f" +/- {std:.{digits}f}")
 
 
 def run_sweep(args: argparse.Namespace, config, *, title: str, command: str) -> int:

@@ -7,6 +7,8 @@ import io
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import numpy as np
+
 
 def _fmt(v: Any) -> str:
     if isinstance(v, float):
@@ -100,6 +102,50 @@ def plot_accuracy_vs_compression(
         ax.set_title(title)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def plot_lottery(rows: Sequence[Mapping[str, Any]], path: str, *, title: str = "") -> None:
+    """IMP: early-stop step and test accuracy at it vs % of weights remaining, one line per arm
+    (ticket and controls) with a +/- 1 std band across seeds; writes a PNG.
+
+    Args:
+      rows: per level and arm, from :func:`jaxprune.studies.lottery.arm_rows`: ``arm``,
+        ``remaining %``, ``early stop``, ``early stop std``, ``acc at early stop``,
+        ``acc at early stop std``.
+      path: output file (PNG).
+      title: figure title.
+    """
+    import matplotlib
+    import matplotlib.ticker
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    for arm in dict.fromkeys(r["arm"] for r in rows):
+        rs = sorted((r for r in rows if r["arm"] == arm), key=lambda r: -r["remaining %"])
+        x = [r["remaining %"] for r in rs]
+        for ax, key, scale in ((axes[0], "early stop", 1.0), (axes[1], "acc at early stop", 100)):
+            mean = np.array([r[key] for r in rs]) * scale
+            std = np.nan_to_num(np.array([r[f"{key} std"] for r in rs]) * scale)
+            (line,) = ax.plot(x, mean, marker="o", ms=3, label=arm)
+            ax.fill_between(x, mean - std, mean + std, color=line.get_color(), alpha=0.2)
+    for ax, label in ((axes[0], "early-stop step (min. validation loss)"),
+                      (axes[1], "test accuracy at early stop (%)")):
+        ax.set_xscale("log")
+        ax.invert_xaxis()
+        plain = matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}")
+        ax.xaxis.set_major_formatter(plain)
+        ax.xaxis.set_minor_formatter(plain)
+        ax.set_xlabel("weights remaining (%)")
+        ax.set_ylabel(label)
+        ax.grid(alpha=0.3)
+    axes[1].legend(fontsize=8)
+    if title:
+        fig.suptitle(title)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)

@@ -368,3 +368,24 @@ def test_evaluation_points_and_snapshots_survive_a_crash(tmp_path):
     resumed = fit(model, variables, train, test, cfg, workdir=str(tmp_path), **kw)
     jax.tree.map(np.testing.assert_array_equal, resumed.snapshots[5], full.snapshots[5])
     assert _strip_timing(resumed.history) == _strip_timing(full.history)
+
+
+def test_a_second_fit_of_the_same_setup_compiles_nothing():
+    """fit caches its compiled programs per (model, recipe, data shapes and statistics): IMP
+    levels, sweeps and per-seed loops pay the compilation once."""
+    model = TinyMLP()
+    train, test = _data(seed=0), _data(n=40, seed=1)
+    cfg = TrainConfig(epochs=1, batch_size=16, optimizer="adam", learning_rate=1e-2)
+    variables = model.init(jax.random.key(0), train.images[:1])
+    fit(model, variables, train, test, cfg, mask=_half_mask(variables["params"]),
+        progress=False)
+    compiles = []
+    listener = lambda event, duration, **kw: compiles.append(event) if event == (
+        "/jax/core/compile/backend_compile_duration") else None
+    jax.monitoring.register_event_duration_secs_listener(listener)
+    try:
+        other = model.init(jax.random.key(1), train.images[:1])
+        fit(model, other, train, test, cfg, mask=_half_mask(other["params"]), progress=False)
+    finally:
+        jax.monitoring.unregister_event_duration_listener(listener)
+    assert compiles == []

@@ -55,6 +55,7 @@ from tqdm.auto import tqdm
 
 from jaxprune import criteria, masks, sanity
 from jaxprune import seeds as _seeds
+from jaxprune._cache import cached_factory
 from jaxprune.studies import pai
 from jaxprune.train import (
     Split,
@@ -279,7 +280,7 @@ def _keys(seeds: Sequence[int], stream: int, level: int) -> jax.Array:
                       for s in seeds])
 
 
-@pai._cached_factory
+@cached_factory
 def _level_fn(model: nn.Module, method: str, input_shape: tuple[int, ...], per_layer: bool,
               keep_dense: tuple[tuple[str, ...], ...]) -> Any:
     """``one(variables, alive, batch, key, keep) -> (mask, nonfinite)`` for one network."""
@@ -496,17 +497,19 @@ def read_survival(workdir: str | Path) -> tuple[dict[str, np.ndarray], int]:
         return {k: f[k] for k in f.files if k != "levels"}, levels
 
 
-def summarize(levels: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
-    """One table row per level: % remaining, and per arm mean/std of accuracy and early stop."""
+def arm_rows(levels: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """One row per level and arm: % remaining and, over seeds, the mean and sample std of the
+    final test accuracy, the early-stop step and the test accuracy there (std NaN for 1 seed)."""
     rows = []
     for s in levels:
-        row = {"level": s["level"], "remaining %": 100 * s["density"]}
         for arm, m in s["arms"].items():
-            acc = np.asarray(m["test_accuracy"])
-            row[f"{arm} acc"] = float(acc.mean())
-            row[f"{arm} acc std"] = float(acc.std(ddof=1)) if len(acc) > 1 else math.nan
-            if "early_stop_step" in m:
-                row[f"{arm} early stop"] = float(np.mean(m["early_stop_step"]))
-                row[f"{arm} acc at early stop"] = float(np.mean(m["early_stop_accuracy"]))
-        rows.append(row)
+            row = {"level": s["level"], "remaining %": 100 * s["density"], "arm": arm,
+                   "seeds": len(m["test_accuracy"])}
+            for key, name in (("test_accuracy", "acc"), ("early_stop_step", "early stop"),
+                              ("early_stop_accuracy", "acc at early stop")):
+                if key in m:
+                    v = np.asarray(m[key], np.float64)
+                    row[name] = float(v.mean())
+                    row[f"{name} std"] = float(v.std(ddof=1)) if len(v) > 1 else math.nan
+            rows.append(row)
     return rows

@@ -16,7 +16,6 @@ arXiv:2002.07376, SynFlow arXiv:2006.05467.
 
 from __future__ import annotations
 
-import functools
 import math
 import warnings
 from collections.abc import Iterable, Mapping, Sequence
@@ -30,6 +29,7 @@ from tqdm.auto import tqdm
 
 from jaxprune import criteria, flops, masks, schedules
 from jaxprune import seeds as _seeds
+from jaxprune._cache import cached_factory
 from jaxprune.data import batching, preprocess
 from jaxprune.train import Split, TrainConfig, cross_entropy, fit, split_variables
 
@@ -38,22 +38,6 @@ PyTree = Any
 #: Methods ``prune`` accepts: every registered criterion (:func:`jaxprune.criteria.names`);
 #: iterative ones (SynFlow, iterative SNIP) run :func:`jaxprune.criteria.default_rounds` rounds.
 METHODS = tuple(criteria.names())
-
-
-def _cached_factory(factory: Any) -> Any:
-    """``functools.lru_cache(factory)`` that calls ``factory`` uncached on unhashable arguments
-    (a Flax module with a list field), so caching never changes what is computed."""
-    cached = functools.lru_cache(maxsize=32)(factory)
-
-    @functools.wraps(factory)
-    def get(*args: Any) -> Any:
-        try:
-            hash(args)
-        except TypeError:
-            return factory(*args)
-        return cached(*args)
-
-    return get
 
 
 def model_fns(model: nn.Module, model_state: PyTree, input_shape: Sequence[int] = ()
@@ -210,7 +194,7 @@ def _check_finite_params(params: PyTree, keep_dense: Any, seeds: Sequence[int] |
                                  what="parameters")
 
 
-@_cached_factory
+@cached_factory
 def scoring_fn(
     model: nn.Module, method: str, input_shape: tuple[int, ...], grasp_temperature: float
 ) -> criteria.ScoreFn:
@@ -380,7 +364,7 @@ def _warn_collapsed_seeds(stacked: PyTree, flat: masks.PrunableLeaves, seeds: Se
         )
 
 
-@_cached_factory
+@cached_factory
 def _prune_one(
     model: nn.Module,
     method: str,

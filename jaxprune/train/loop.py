@@ -23,6 +23,7 @@ import jax.numpy as jnp
 import numpy as np
 from tqdm.auto import tqdm
 
+from jaxprune._cache import cached_factory
 from jaxprune.data import batching, preprocess
 from jaxprune.train.optim import TrainConfig, make_optimizer, make_schedule
 from jaxprune.train.steps import (
@@ -63,24 +64,67 @@ def _check_split(name: str, split: Split) -> None:
         raise ValueError(f"{name} split is empty")
 
 
-def _make_preprocess(config: TrainConfig, train: Split):
-    """(train_preprocess(key, x), eval_preprocess(x)) from the config and the training split."""
-    if config.normalize:
-        mean, std = preprocess.channel_stats(train.images)
-        mean, std = jnp.asarray(mean), jnp.asarray(std)
+#: TrainConfig fields the compiled train/eval programs depend on (the cache key of _programs).
+_RECIPE = ("epochs", "batch_size", "optimizer", "learning_rate", "momentum", "nesterov",
+           "weight_decay", "schedule", "milestones", "lr_decay", "warmup_epochs",
+           "label_smoothing", "augment", "normalize")
+
+
+def _recipe(config: TrainConfig) -> tuple:
+    return tuple((f, tuple(v) if f == "milestones" else v)
+                 for f, v in ((f, getattr(config, f)) for f in _RECIPE))
+
+
+def _stats(config: TrainConfig, train: Split) -> tuple | None:
+    """Per-channel (mean, std) of the training split as float tuples (hashable, exact)."""
+    if not config.normalize:
+        return None
+    mean, std = preprocess.channel_stats(train.images)
+    return tuple(np.asarray(mean).tolist()), tuple(np.asarray(std).tolist())
+
+
+@cached_factory
+def _programs(model: nn.Module, recipe: tuple, steps_per_epoch: int, n_train: int,
+              step_offset: int, stats: tuple | None, image_ndim: int, stacked: bool):
+    """``(tx, jit_step, jit_eval, jit_plan)`` of one training setup, built once per setup: a
+    later ``fit`` with the same model, recipe, data shapes and statistics (an IMP level, a
+    sweep's next call, a per-seed loop) reuses the compiled programs."""
+    config = TrainConfig(**dict(recipe))
+    tx = make_optimizer(config, steps_per_epoch, step_offset=step_offset)
+    if stats is not None:
+        mean, std = (jnp.asarray(v, jnp.float32) for v in stats)
         norm = lambda x: preprocess.normalize(x, mean, std)
     else:
         norm = lambda x: x
     if config.augment:
-        if train.images.ndim != 4:
+        if image_ndim != 4:
             raise ValueError(
-                f"augment=True needs image batches (N, H, W, C); this dataset's inputs have shape "
-                f"{train.images.shape[1:]}. Turn augmentation off for it."
+                "augment=True needs image batches (N, H, W, C); this dataset's inputs have "
+                f"{image_ndim - 1} dimensions. Turn augmentation off for it."
             )
         train_pre = lambda key, x: norm(preprocess.random_crop_flip(key, x))
     else:
         train_pre = lambda key, x: norm(x)
-    return train_pre, norm
+    train_step = make_train_step(
+        model, tx, label_smoothing=config.label_smoothing, preprocess=train_pre
+    )
+
+    def step_on_indices(state, images, labels, idx, key):
+        return train_step(state, images[idx], labels[idx], key)
+
+    def epoch_plan(train_key, epoch):
+        """(batch indices (steps, B), step keys (steps,)) of one network for one epoch."""
+        ekey = jax.random.fold_in(train_key, epoch)
+        order = batching.epoch_batches(jax.random.fold_in(ekey, 0), n_train, config.batch_size)
+        return order, jax.random.split(jax.random.fold_in(ekey, 1), steps_per_epoch)
+
+    eval_step = make_eval_step(model, preprocess=norm)
+    if stacked:  # one network per row; data and hyper-parameters shared
+        step_on_indices = jax.vmap(step_on_indices, in_axes=(0, None, None, 0, 0))
+        eval_step = jax.vmap(eval_step, in_axes=(0, 0, None, None, None))
+        epoch_plan = jax.vmap(epoch_plan, in_axes=(0, None))
+    return (tx, jax.jit(step_on_indices, donate_argnums=0), jax.jit(eval_step),
+            jax.jit(epoch_plan))
 
 
 def evaluate(
@@ -200,10 +244,12 @@ def fit(
         raise ValueError(f"eval_every must be a positive number of steps, got {eval_every}")
     if validation is not None:
         _check_split("validation", validation)
-    tx = make_optimizer(config, steps_per_epoch, step_offset=start_step)
+    stacked = seeds is not None
+    tx, jit_step, jit_eval, jit_plan = _programs(
+        model, _recipe(config), steps_per_epoch, n_train, start_step, _stats(config, train),
+        train.images.ndim, stacked)
     lr_at = make_schedule(config, steps_per_epoch)
     params, model_state = split_variables(variables)
-    stacked = seeds is not None
     if stacked:
         seeds = [int(s) for s in seeds]
         num_seeds = len(seeds)
@@ -218,36 +264,14 @@ def fit(
     state = jax.tree.map(jnp.copy, state)
     if start_step:
         state = state.replace(step=jnp.full_like(state.step, start_step))
-
-    train_pre, eval_pre = _make_preprocess(config, train)
-    train_step = make_train_step(
-        model, tx, label_smoothing=config.label_smoothing, preprocess=train_pre
-    )
-
-    def step_on_indices(state, images, labels, idx, key):
-        return train_step(state, images[idx], labels[idx], key)
-
-    def epoch_plan(train_key, epoch):
-        """(batch indices (steps, B), step keys (steps,)) of one network for one epoch."""
-        ekey = jax.random.fold_in(train_key, epoch)
-        order = batching.epoch_batches(jax.random.fold_in(ekey, 0), n_train, config.batch_size)
-        return order, jax.random.split(jax.random.fold_in(ekey, 1), steps_per_epoch)
-
-    eval_step = make_eval_step(model, preprocess=eval_pre)
     train_keys = jnp.stack(
         [jax.random.fold_in(jax.random.key(s), 1) for s in (seeds or [config.seed])]
     )
-    if stacked:  # one network per row; data and hyper-parameters shared
-        step_on_indices = jax.vmap(step_on_indices, in_axes=(0, None, None, 0, 0))
-        eval_step = jax.vmap(eval_step, in_axes=(0, 0, None, None, None))
-        epoch_plan = jax.vmap(epoch_plan, in_axes=(0, None))
+    if stacked:
         take = lambda a, i: a[:, i]
     else:
         train_keys = train_keys[0]
         take = lambda a, i: a[i]
-    jit_step = jax.jit(step_on_indices, donate_argnums=0)
-    jit_eval = jax.jit(eval_step)
-    jit_plan = jax.jit(epoch_plan)
     x_train, y_train = jnp.asarray(train.images), jnp.asarray(train.labels)
     test_dev = Split(jnp.asarray(test.images), jnp.asarray(test.labels))
     val_dev = None if validation is None else Split(jnp.asarray(validation.images),
