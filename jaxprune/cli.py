@@ -406,7 +406,7 @@ def cmd_lottery(args: argparse.Namespace) -> int:
     from jaxprune import data, models
     from jaxprune.report import format_table, plot_lottery, to_csv
     from jaxprune.studies import lottery
-    from jaxprune.train import write_text_atomic
+    from jaxprune.train import write_json_atomic, write_text_atomic
 
     if args.seeds < 1:
         raise ValueError(f"--seeds is the number of random inits, at least 1; got {args.seeds}")
@@ -436,11 +436,18 @@ def cmd_lottery(args: argparse.Namespace) -> int:
     model = models.get(config.model, num_classes=data.info(config.dataset).num_classes,
                        **config.model_options)
     seeds = list(range(config.seed, config.seed + args.seeds))
+    if args.out:  # the results folder belongs to this run too (checked first, then claimed)
+        lc.validate(config.epochs * (len(train.labels) // config.batch_size))
+        _claim(Path(args.out), lottery.identity(model, train, test, config, lc, seeds,
+                                                validation))
     res = lottery.run(model, train, test, config, lc, seeds=seeds, validation=validation,
                       workdir=args.workdir, progress=not args.no_progress)
     rows = lottery.arm_rows(res.levels)
-    wd = Path(args.workdir)
+    wd = Path(args.out or args.workdir)
+    wd.mkdir(parents=True, exist_ok=True)
     write_text_atomic(wd / "summary.csv", to_csv(rows))
+    if args.out:
+        write_json_atomic(wd / "results.json", {"levels": res.levels})
     title = f"IMP, {config.model} on {config.dataset}, {_plural(len(seeds), 'seed')}"
     plot_lottery(rows, str(wd / "lottery.png"), title=title)
     arms = list(res.levels[-1]["arms"])
@@ -455,8 +462,9 @@ def cmd_lottery(args: argparse.Namespace) -> int:
                      | {arm: _mean_std(by_arm.get(arm), "acc", 100) for arm in arms}
                      | {"ticket early stop": _mean_std(ticket, "early stop", 1, 0)})
     print(format_table(table))
-    print(f"\nwrote {wd / 'summary.csv'}, {wd / 'lottery.png'}, {wd / 'results.json'}, "
-          f"{wd / 'survival.npz'} and a folder per level (masks.npz, summary.json, train/)")
+    print(f"\nwrote {wd / 'summary.csv'}, {wd / 'lottery.png'}, {wd / 'results.json'}; "
+          f"{args.workdir} holds survival.npz and a folder per level (masks.npz, summary.json, "
+          "train/)")
     return 0
 
 
@@ -729,6 +737,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="scoring examples per class (criteria that score on data)")
     p.add_argument("--seeds", type=int, default=1, help="random inits (seeds --seed, ...)")
     p.add_argument("--workdir", required=True, help="every level's files; rerun to resume")
+    p.add_argument("--out", help="also write summary.csv, lottery.png and results.json here "
+                   "(e.g. an experiment's folder; the workdir holds checkpoints)")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=cmd_lottery)
 

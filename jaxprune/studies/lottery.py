@@ -358,14 +358,9 @@ def run(
     root = Path(workdir) if workdir is not None else None
     if root is not None:
         root.mkdir(parents=True, exist_ok=True)
-        check_or_write_config(root / "config.json", {
-            "command": "lottery", **config.to_dict(), **lottery.to_dict(), "seeds": seeds,
-            "model": repr(model), "init_fingerprint": fingerprint(init),
-            "data_fingerprint": fingerprint((train.images, train.labels, test.images,
-                                             test.labels)),
-            "validation_fingerprint": None if validation is None else fingerprint(
-                (validation.images, validation.labels)),
-        })
+        check_or_write_config(root / "config.json",
+                              identity(model, train, test, config, lottery, seeds, validation,
+                                       init=init))
         _save_tree(root / "init", init)
 
     batches = None
@@ -417,6 +412,23 @@ def run(
     if root is not None:
         write_json_atomic(root / "results.json", {"levels": summaries})
     return LotteryResult(summaries, ticket_masks, survival)
+
+
+def identity(model: nn.Module, train: Split, test: Split, config: TrainConfig,
+             lottery: LotteryConfig, seeds: Sequence[int], validation: Split | None = None, *,
+             init: PyTree | None = None) -> dict[str, Any]:
+    """What makes a lottery run the run it is (its workdir's ``config.json``): both configs, the
+    seeds, the model, and fingerprints of the inits and of the data."""
+    if init is None:
+        init = pai.init_seeds(model, tuple(train.images.shape[1:]), seeds)
+    return {
+        "command": "lottery", **config.to_dict(), **lottery.to_dict(),
+        "seeds": [int(s) for s in seeds], "model": repr(model),
+        "init_fingerprint": fingerprint(init),
+        "data_fingerprint": fingerprint((train.images, train.labels, test.images, test.labels)),
+        "validation_fingerprint": None if validation is None else fingerprint(
+            (validation.images, validation.labels)),
+    }
 
 
 def _arms(model, shape, seeds, level, arms, rewind, mask, keep_dense):
