@@ -389,3 +389,36 @@ def test_a_second_fit_of_the_same_setup_compiles_nothing():
     finally:
         jax.monitoring.unregister_event_duration_listener(listener)
     assert compiles == []
+
+
+def test_stacked_conv_nets_loop_on_cpu_with_the_results_of_vmap(tmp_path):
+    """strategy='auto' trains stacked conv nets one at a time on CPU (vmap would make grouped
+    convolutions); every strategy computes the same networks, and resume works in loop mode."""
+    from jaxprune.train.loop import _loops, _recipe, _stats
+
+    model = TinyConvBN()
+    train, test = _data(seed=0), _data(n=40, seed=1)
+    cfg = TrainConfig(epochs=2, batch_size=16, optimizer="sgd", learning_rate=0.05,
+                      momentum=0.9, augment=True)
+    keys = jnp.stack([jax.random.key(k) for k in (3, 4)])
+    variables = jax.vmap(lambda k: model.init(k, train.images[:1]))(keys)
+    mask = jax.vmap(_half_mask)(variables["params"])
+    kw = dict(mask=mask, seeds=[0, 1], progress=False, eval_every=3, snapshot_steps=[4])
+    setup = (model, _recipe(cfg), 6, 96, 0, _stats(cfg, train), 4)
+    vm = fit(model, variables, train, test, cfg, strategy="vmap", **kw)
+    lp = fit(model, variables, train, test, cfg, strategy="loop", **kw)
+    for a, b in zip(jax.tree.leaves(vm.state.params), jax.tree.leaves(lp.state.params),
+                    strict=True):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-6)
+    assert [e["step"] for r in lp.history for e in r["evals"]] == [3, 6, 9, 12]
+    assert lp.snapshots[4]["params"]["conv1"]["kernel"].shape[0] == 2
+    x = jnp.asarray(train.images)
+    stacked_state = jax.tree.map(jnp.asarray, vm.state)
+    assert _loops("auto", setup, stacked_state, x, jnp.asarray(train.labels), 16)
+    assert not _loops("vmap", setup, stacked_state, x, jnp.asarray(train.labels), 16)
+    with pytest.raises(_Crash):
+        fit(model, variables, train, test, cfg, strategy="loop", workdir=str(tmp_path),
+            callbacks=[_crash_after(1)], **kw)
+    resumed = fit(model, variables, train, test, cfg, strategy="loop", workdir=str(tmp_path),
+                  **kw)
+    jax.tree.map(np.testing.assert_array_equal, resumed.state.params, lp.state.params)
