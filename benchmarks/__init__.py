@@ -7,6 +7,8 @@ Run ``python -m benchmarks.run --quick`` (minutes) or ``python -m benchmarks.run
   harness     interleaved timing, compile/trace accounting, peak RSS, machine facts
   workloads   the jaxprune side: models, random data, scoring / training implementations
   torch_ref   the PyTorch references (Synaptic-Flow / open_lth style masked modules)
-  prototypes  speed-ups tried without touching the library (sort-free top-k, conv wgrad)
+  prototypes  reference rows and speed-ups tried without touching the library (the sorting
+              and the lax.top_k top-k, conv wgrad)
+  probes      standalone probes quoted in docs/benchmarks.md (GEMM peak, strategies, top-k, ...)
   checks      recompiles, trace counts, bool masks, donation, known failures
 """

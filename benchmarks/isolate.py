@@ -23,7 +23,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 # jax outputs the torch side's checks compare against (``workloads.build_score``'s reference).
-REFERENCE_IMPLS = ("jax_multi",)
+REFERENCE_IMPLS = ("jax_multi", "jax_multi_f32")
 
 
 class Timed(NamedTuple):

@@ -3,8 +3,9 @@
     python -m benchmarks.probes peak                  # float32 GEMM peak, XLA and PyTorch
     python -m benchmarks.probes strategies [N] [what] [flush] [cos-off]  # map, loop, vmap, ...
     python -m benchmarks.probes shared-batch [N]      # one scoring batch for all seeds vs PyTorch
-    python -m benchmarks.probes topk                  # global top-k of 266,610 scores
+    python -m benchmarks.probes topk [--out F.json]   # global top-k of 266,610 scores, 3 ways
     python -m benchmarks.probes convs                 # ResNet-20's convs and SNIP, XLA vs PyTorch
+    python -m benchmarks.probes synflow-agreement [--out F.json]  # SynFlow masks, both sides
 
 ``what`` is ``scores`` (SNIP alone), ``prune`` (SNIP + 90% global mask) or ``synflow`` (100
 rounds + mask, no vmap or chunks), on LeNet-300-100; ``flush`` overwrites 128 MB before every
@@ -121,22 +122,101 @@ def shared_batch(n: int = 32) -> None:
         print(f"{name:14s} {t * 1e3:8.1f} ms")
 
 
-def topk(n: int = 266_610) -> None:
-    """``masks.keep_top`` (sort-free) vs ``masks.keep_top_sort`` on n standard-normal scores,
-    keeping 10%, float32 and float64 (masks asserted equal). Works on any commit that has
-    both functions, for before/after figures."""
+def topk(n: int = 266_610) -> dict:
+    """``masks.keep_top`` (sort-free) vs ``masks.keep_top_sort`` vs ``jax.lax.top_k``
+    (``prototypes.keep_top_lax``, static k) on n standard-normal scores, keeping 10%, float32
+    and float64, timed interleaved. The sort's masks are asserted equal to ``keep_top``'s; for
+    ``lax.top_k`` the differing mask entries are counted on these scores and on inputs with
+    many ties: the scores rounded to integers (``ties``: every zero ``+0.0``; ``ties_pm0``: the
+    zeros alternate ``+0.0``/``-0.0``), keeping half (the threshold falls among the zeros), and
+    with 1 score in 13 NaN (``nan``). Returns the figures (``--out`` writes them as JSON)."""
+    from benchmarks import prototypes
     from jaxprune import masks
 
+    out: dict = {"n": n, "keep": n // 10, "median_ms": {}, "lax_top_k_differing_entries": {}}
     for dtype in ("float32", "float64"):
         with jax.enable_x64(dtype == "float64"):
             x = jax.random.normal(jax.random.key(0), (n,), jnp.dtype(dtype))
             k = jnp.int32(n // 10)
             free, sort = jax.jit(masks.keep_top), jax.jit(masks.keep_top_sort)
+            lax_top = jax.jit(prototypes.keep_top_lax, static_argnums=1)
             impls = {"sort_free": functools.partial(free, x, k),
-                     "sort": functools.partial(sort, x, k)}
+                     "sort": functools.partial(sort, x, k),
+                     "lax_top_k": functools.partial(lax_top, x, n // 10)}
             assert bool(jnp.all(impls["sort_free"]() == impls["sort"]()))
-            for name, t in _medians(impls, 21).items():
+            r = jnp.round(x)
+            zero = jnp.where(jnp.arange(n) % 2 == 0, 0.0, -0.0).astype(x.dtype)
+            cases = {"normal": (x, n // 10),
+                     "ties": (jnp.where(r == 0, jnp.zeros_like(r), r), n // 2),
+                     "ties_pm0": (jnp.where(r == 0, zero, r), n // 2),
+                     "nan": (x.at[::13].set(jnp.nan), n // 10)}
+            diffs = {}
+            for what, (y, kk) in cases.items():
+                diffs[what] = int(jnp.sum(lax_top(y, kk) != free(y, jnp.int32(kk))))
+                print(f"{dtype:8s} lax_top_k vs sort_free, {what}, keep {kk}: {diffs[what]} mask "
+                      "entries differ")
+            out["lax_top_k_differing_entries"][dtype] = diffs
+            times = _medians(impls, 21)
+            out["median_ms"][dtype] = {k_: v * 1e3 for k_, v in times.items()}
+            for name, t in times.items():
                 print(f"{dtype:8s} {name:10s} {t * 1e3:8.2f} ms")
+    return out
+
+
+def synflow_agreement(model: str = "resnet20", rounds: tuple[int, ...] = (1, 10, 100)) -> dict:
+    """Where jaxprune's and the reference's SynFlow masks part, at equal and unequal precision.
+
+    One seed of ``model`` pruned to 90% by SynFlow with 1, 10 and 100 rounds by jaxprune in
+    float64 (``jax_f64``, the default) and float32 (``jax_f32``) and by the PyTorch reference in
+    float32 (``torch_f32``) and float64 (``torch_f64``), the same weights everywhere
+    (``workloads.build_score``'s implementations); prints the mask entries on which each pair
+    differs. Also counts the rounds whose keep count differs between the two sides: the
+    reference prunes ``int((1 - density) * n)`` weights per round (truncation), jaxprune
+    ``round`` (``schedules.keep_counts``); and runs the float64 reference once more with
+    jaxprune's rounding (``torch_f64_round``: ``torch_ref.prune_loop(..., count="round")``)."""
+    import copy
+
+    import torch
+
+    from benchmarks import torch_ref
+    from jaxprune import masks, schedules
+
+    out: dict = {"model": model, "differing_entries": {}, "rounds_with_other_keep_count": {}}
+    params = W.init_variables(model, 0)["params"]
+    n = masks.num_prunable(params)
+    for r in rounds:
+        spec = {"kind": "score", "model": model, "method": "synflow", "n": 1, "rounds": r,
+                "prototypes": False, "torch_1thread": False}
+        wl = W.build(spec, use_torch=True)
+        v, b, _ = W.score_inputs(model, 1)
+        t64 = torch_ref.load_flax(torch_ref.build(model), seeds.unstack(v, 0)).double()
+        tb = (torch_ref.to_nchw(np.asarray(b[0][0])), torch.from_numpy(np.asarray(b[1][0],
+                                                                                  np.int64)))
+        rounded = torch_ref.prune_loop(copy.deepcopy(t64), "synflow", W.SPARSITY, tb,
+                                       W.torch_input_shape(model), r, count="round")
+        got = {"jax_f64": W._flat_kernels(seeds.unstack(jax.block_until_ready(
+                   wl.impls["jax_multi"]()), 0)),
+               "jax_f32": W._flat_kernels(seeds.unstack(jax.block_until_ready(
+                   wl.impls["jax_multi_f32"]()), 0)),
+               "torch_f32": torch_ref.masks_to_flax(model, wl.impls["torch_loop"]()[0]),
+               "torch_f64": torch_ref.masks_to_flax(model, wl.impls["torch_loop_f64"]()[0]),
+               "torch_f64_round": torch_ref.masks_to_flax(model, rounded)}
+        pairs = (("jax_f64", "torch_f64"), ("jax_f32", "torch_f32"), ("jax_f64", "torch_f32"),
+                 ("jax_f32", "jax_f64"), ("torch_f32", "torch_f64"),
+                 ("jax_f64", "torch_f64_round"))
+        diffs = {f"{a}/{b}": sum(int(np.sum(got[a][p] != got[b][p])) for p in got[a])
+                 for a, b in pairs}
+        ours = schedules.keep_counts(params, W.SPARSITY, rounds=r, schedule="exponential")
+        ours = np.atleast_1d(ours)
+        theirs = np.array([n - int((1.0 - (1.0 - W.SPARSITY) ** ((e + 1) / r)) * n)
+                           for e in range(r)])
+        other = int(np.sum(ours != theirs))
+        out["differing_entries"][str(r)] = diffs
+        out["rounds_with_other_keep_count"][str(r)] = other
+        print(f"{model}, {r} round(s), {n} prunable weights: differing mask entries "
+              + ", ".join(f"{k} {v}" for k, v in diffs.items())
+              + f"; keep count differs from the reference's in {other} of {r} rounds")
+    return out
 
 
 def convs(batch: int = 100) -> None:
@@ -181,7 +261,8 @@ def convs(batch: int = 100) -> None:
     v, b, k = W.score_inputs(name, 1)
     v0, b0 = seeds.unstack(v, 0), seeds.unstack(b, 0)
     params, state = split_variables(v0)
-    apply_fn, loss_fn = pai.model_fns(models.get(name), state)
+    fns = pai.model_fns(models.get(name), state)
+    apply_fn, loss_fn = fns.apply_fn, fns.loss_fn
     forward, grad = jax.jit(apply_fn), jax.jit(jax.grad(loss_fn))
     snip = jax.jit(W.score_only_fn(name, "snip"))
     tm = torch_ref.load_flax(torch_ref.build(name), v0).eval()
@@ -207,7 +288,18 @@ def convs(batch: int = 100) -> None:
 
 
 if __name__ == "__main__":
+    from benchmarks import harness
+
     probe, args = sys.argv[1], sys.argv[2:]
+    out_path = None
+    if "--out" in args:  # topk, synflow-agreement: the figures, machine, versions, load as JSON
+        i = args.index("--out")
+        out_path, args = args[i + 1], args[:i] + args[i + 2:]
+    head = {"command": " ".join(["python -m benchmarks.probes", *sys.argv[1:]]),
+            "date": harness.now(), "machine": harness.machine(),
+            "loadavg_start": harness.loadavg()}
+    print(f"# {head['date']}  {head['machine']['cpu_model']}  {head['machine']['cpu_count']} "
+          f"cores  load {head['loadavg_start']}", flush=True)
     if probe == "peak":
         peak()
     elif probe == "strategies":
@@ -215,9 +307,18 @@ if __name__ == "__main__":
                    flush="flush" in args[2:], cos_off="cos-off" in args[2:])
     elif probe == "shared-batch":
         shared_batch(int(args[0]) if args else 32)
-    elif probe == "topk":
-        topk()
+    elif probe in ("topk", "synflow-agreement"):
+        figures = topk() if probe == "topk" else synflow_agreement(*args[:1])
+        head["loadavg_end"] = harness.loadavg()
+        print(f"# load at end {head['loadavg_end']}")
+        if out_path:
+            import json
+
+            report = {**head, "versions": harness.versions(), "probe": probe, **figures}
+            with open(out_path, "w") as f:
+                json.dump(report, f, indent=1, default=str)
     elif probe == "convs":
         convs()
     else:
-        raise SystemExit(f"unknown probe {probe!r}: peak, strategies, shared-batch, topk, convs")
+        raise SystemExit(f"unknown probe {probe!r}: peak, strategies, shared-batch, topk, convs, "
+                         "synflow-agreement")

@@ -9,7 +9,14 @@
    (now the library's ``keep_top``) gave the same masks 11-18x faster; the benchmark keeps the
    sorting version (``masks.keep_top_sort``) as a row so the gain stays measured.
 
-2. ``conv_wgrad_lowering``: a ``custom_vjp`` 3x3 convolution whose weight gradient is computed
+2. ``lax_topk(k)``: ``jax.lax.top_k`` as the global top-k, a second reference row (XLA's own
+   top-k). ``lax.top_k`` needs a static ``k`` (the library traces its keep counts), so the
+   count is given to ``lax_topk(k)``, and it only replaces the one-shot global top-k (SNIP,
+   GraSP), not SynFlow's rounds (one count per round). Ties: like ``keep_top``, the lower
+   index first, but ``lax.top_k`` orders ``-0.0`` below ``+0.0`` and NaN above every number
+   (``keep_top``: ``-0.0 == +0.0``, NaN lowest); see :func:`keep_top_lax`.
+
+3. ``conv_wgrad_lowering``: a ``custom_vjp`` 3x3 convolution whose weight gradient is computed
    by hand (shifted slices + matmul) instead of XLA:CPU's own lowering, switched on per layer
    only for input channels >= ``min_channels`` (where it wins), injected into any Flax model with
    ``nn.intercept_methods``: see :func:`conv_wgrad_lowering`.
@@ -32,7 +39,7 @@ from jaxprune import schedules as _schedules
 from jaxprune.masks import _topk
 
 # ---------------------------------------------------------------------------------------------
-# 1. Sort-free exact top-k.
+# 1. The sorting top-k jaxprune shipped first (reference).
 # ---------------------------------------------------------------------------------------------
 
 
@@ -76,7 +83,69 @@ def sort_topk() -> Iterator[None]:
 
 
 # ---------------------------------------------------------------------------------------------
-# 2. Conv weight gradient by shifted slices + matmul.
+# 2. jax.lax.top_k as the top-k.
+# ---------------------------------------------------------------------------------------------
+
+
+def keep_top_lax(flat: jax.Array, n_keep: int) -> jax.Array:
+    """(n,) bool keeping the ``n_keep`` largest of ``flat`` by ``lax.top_k`` (``n_keep`` static).
+
+    Same mask as ``masks.keep_top(flat, n_keep)`` except where ``lax.top_k``'s order differs:
+    it ranks ``-0.0`` below ``+0.0`` (``keep_top``: equal, lower index first) and NaN above
+    every number (``keep_top``: NaN lowest). Equal values otherwise: lower index first in both.
+    """
+    n = flat.shape[0]
+    k = min(max(int(n_keep), 0), n)
+    if k == 0:
+        return jnp.zeros((n,), jnp.bool_)
+    _, idx = lax.top_k(flat, k)
+    return jnp.zeros((n,), jnp.bool_).at[idx].set(True)
+
+
+def _global_keep_lax(n_keep: int):
+    """``masks._topk._global_keep`` by :func:`keep_top_lax` with a static keep count."""
+
+    def global_keep(flat_leaves: list[jax.Array], traced_n_keep: jax.Array,
+                    alive: list[jax.Array] | None = None) -> list[jax.Array]:
+        # The library passes the count as a traced argument (one program for every sparsity);
+        # lax.top_k needs it static, so the caller gives it. A concrete count must agree.
+        if alive is not None:
+            raise NotImplementedError("lax_topk(): one-shot top-k only (no live-weight mask)")
+        if not isinstance(traced_n_keep, jax.core.Tracer) and int(traced_n_keep) != n_keep:
+            raise ValueError(f"lax_topk({n_keep}) used where {int(traced_n_keep)} are kept")
+        dtype = jnp.result_type(*flat_leaves)
+        keep = keep_top_lax(jnp.concatenate([x.astype(dtype) for x in flat_leaves]), n_keep)
+        out, start = [], 0
+        for x in flat_leaves:
+            out.append(keep[start : start + x.shape[0]])
+            start += x.shape[0]
+        return out
+
+    return global_keep
+
+
+@contextlib.contextmanager
+def lax_topk(n_keep: int) -> Iterator[None]:
+    """Trace jaxprune's one-shot global top-k as ``lax.top_k`` keeping ``n_keep`` (a reference
+    row).
+
+    Functions traced inside the block use :func:`keep_top_lax` for the global top-k of
+    ``masks.mask_by_keep_counts`` (one-shot SNIP/GraSP pruning through ``pai.prune``).
+    ``lax.top_k`` needs a static k while the library traces its keep counts, so the count is
+    given here (``pai.budget(params, sparsity)``); the masks are compared with the library's by
+    the benchmark, so a wrong count would show. Not for iterative rounds (a count per round).
+    Give the traced function its own function object (jax caches traces per function).
+    """
+    old = _topk._global_keep
+    _topk._global_keep = _global_keep_lax(int(n_keep))
+    try:
+        yield
+    finally:
+        _topk._global_keep = old
+
+
+# ---------------------------------------------------------------------------------------------
+# 3. Conv weight gradient by shifted slices + matmul.
 # ---------------------------------------------------------------------------------------------
 
 _DN = ("NHWC", "HWIO", "NHWC")

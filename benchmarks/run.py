@@ -9,6 +9,7 @@ the exact command, and the load average before and after each workload.
   python -m benchmarks.run --out bench.json         # the capped full grid (docs/benchmarks.md)
   python -m benchmarks.run --only score/resnet20    # workloads whose id contains a substring
   python -m benchmarks.run --list                   # print the workload ids and exit
+  python -m benchmarks.run --render results.json    # a saved run's tables + targets (Markdown)
 
 PyTorch is optional (``pip install torch==2.13.0`` on CPU); without it the torch columns are
 empty and everything else runs.
@@ -97,6 +98,7 @@ def grid(quick: bool, no_caps: bool, repeats: int | None) -> tuple[list[dict], l
                 kw["rounds"] = 10
             if method == "synflow" and not no_caps and n > 1:
                 kw["prototypes"] = False  # the sorting top-k reference at N = 1 only
+                kw["precision"] = False  # the same-precision rows at N = 1 only
             specs.append(_score(model, method, n, r or 3, **kw))
     # The criterion alone (no top-k): the issue's "scoring" targets.
     for n in (1, 8, 32):
@@ -111,6 +113,8 @@ def grid(quick: bool, no_caps: bool, repeats: int | None) -> tuple[list[dict], l
             "the same, so x10 gives 100 rounds)",
             "the sorting top-k reference row (sort_topk) runs for SynFlow at N = 1 only (100 "
             "sorted rounds x 32 seeds is minutes per repeat)",
+            "the same-precision SynFlow rows (jax_multi_f32: jaxprune in float32; "
+            "torch_loop_f64: PyTorch in float64) run at N = 1 only",
             "ResNet-20 SNIP at N=1,4 (not 8, 32), GraSP at N=1; Conv-6 SNIP at N=1,2, GraSP at "
             "N=1: a ResNet-20 GraSP seed takes ~2 s on either side here, a Conv-6 GraSP seed "
             "4-5 s, and on CPU the conv models run seeds one after another (strategy 'loop'), "
@@ -255,6 +259,11 @@ def _table(headers: list[str], rows: list[list[Any]], markdown: bool) -> str:
     return "\n".join([fmt.format(*headers)] + [fmt.format(*r) for r in cells])
 
 
+def _load(r: dict[str, Any]) -> str:
+    """1-minute load average before/after a workload."""
+    return "/".join(_fmt(x, ".1f") for x in r["loadavg_before"][:1] + r["loadavg_after"][:1])
+
+
 def tables(results: list[dict[str, Any]], markdown: bool = False) -> str:
     out = []
     by_kind: dict[str, list[dict]] = {}
@@ -282,6 +291,45 @@ def tables(results: list[dict[str, Any]], markdown: bool = False) -> str:
             ["model", "method", "N", "rounds", "strategy", "jax_multi", "jax_loop",
              "sort_topk", "torch_loop", "torch_1t", "torch/multi", "loop/multi",
              "sort/multi", "compile_s", "vs_torch", "load"], rows, markdown))
+    topk = [r for r in score if "ref_multi_laxtopk" in r["results"]]
+    if topk:
+        rows = []
+        for r in topk:
+            s, n = r["spec"], r.get("notes", {})
+            multi = _med(r, "jax_multi")
+            sort_, lax_ = _med(r, "ref_multi_sorttopk"), _med(r, "ref_multi_laxtopk")
+            rows.append([
+                s["model"], s["method"], s["n"], multi, sort_, lax_, _ratio(sort_, multi),
+                _ratio(lax_, multi),
+                n.get("ref_multi_sorttopk_mask_entries_differing_from_jax_multi"),
+                n.get("ref_multi_laxtopk_mask_entries_differing_from_jax_multi"), _load(r),
+            ])
+        out.append("\nTop-k references: jax_multi (masks.keep_top) vs the same pruning with the "
+                   "sorting top-k and with jax.lax.top_k (median seconds per call)")
+        out.append(_table(
+            ["model", "method", "N", "jax_multi", "sort_topk", "lax_topk", "sort/multi",
+             "lax/multi", "sort_diff", "lax_diff", "load"], rows, markdown))
+    prec = [r for r in score if {"jax_multi_f32", "torch_loop_f64"} & set(r["results"])]
+    if prec:
+        rows = []
+        for r in prec:
+            s, n = r["spec"], r.get("notes", {})
+            j64, j32 = _med(r, "jax_multi"), _med(r, "jax_multi_f32")
+            t32, t64 = _best_torch(r, "torch_loop"), _best_torch(r, "torch_loop_f64")
+            rows.append([
+                s["model"], s["n"], n.get("rounds"), j64, t64, j32, t32, _ratio(t64, j64),
+                _ratio(t32, j32), _ratio(t32, j64),
+                n.get("torch_loop_f64_vs_jax_multi_mask_agreement_seed0"),
+                n.get("torch_loop_vs_jax_multi_f32_mask_agreement_seed0"),
+                n.get("torch_mask_agreement_seed0"),
+                n.get("jax_multi_f32_mask_entries_differing_from_jax_multi"), _load(r),
+            ])
+        out.append("\nSynFlow at equal precision: score + 90% mask, median seconds per call "
+                   "(torch: the faster of default threads and 1 thread)")
+        out.append(_table(
+            ["model", "N", "rounds", "jax_f64", "torch_f64", "jax_f32", "torch_f32",
+             "torch/jax f64", "torch/jax f32", "torch_f32/jax_f64", "vs_torch f64",
+             "vs_torch f32", "vs_torch f32/f64", "f32_vs_f64_diff", "load"], rows, markdown))
     train = [r for r in by_kind.get("train", []) if "results" in r]
     if train:
         rows = []
@@ -370,19 +418,37 @@ def targets(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
                       ("score/resnet20/snip/N=1", "scores + 90% global mask")):
         add(f"ResNet-20 SNIP, one seed >= parity with PyTorch ({what})",
             ratio(wid, "torch_loop", "jax_multi"), 1.0, f"{wid}: best torch_loop / jax_multi time")
-    worst, worst_id = None, None
-    for wid, r in by_id.items():
-        if r["spec"]["kind"] == "score" and "jax_loop" in r["results"]:
-            v = _ratio(_med(r, "jax_loop"), _med(r, "jax_multi"))
-            if worst is None or v < worst:
-                worst, worst_id = v, wid
-    add("multi-seed scoring never slower than the jitted JAX loop (every model)", worst, 1.0,
-        f"smallest jax_loop / jax_multi over all N>1 score rows ({worst_id})")
+    # One definition, the one docs/benchmarks.md states: met only if EVERY N > 1 score row
+    # (pruning and scores-only, every model) has jax_loop / jax_multi >= 1; no noise margin.
+    loop_rows = {wid: _ratio(_med(r, "jax_loop"), _med(r, "jax_multi"))
+                 for wid, r in by_id.items()
+                 if r["spec"]["kind"] == "score" and "jax_loop" in r["results"]}
+    worst_id = min(loop_rows, key=loop_rows.get) if loop_rows else None
+    below = {wid: v for wid, v in loop_rows.items() if v < 1.0}
+    add("multi-seed scoring never slower than the jitted JAX loop (every model)",
+        loop_rows.get(worst_id), 1.0,
+        f"smallest jax_loop / jax_multi over the {len(loop_rows)} N>1 score rows ({worst_id}); "
+        f"{len(below)} of {len(loop_rows)} below 1"
+        + (": " + ", ".join(f"{w} {v:.3g}" for w, v in below.items()) if below else ""))
     tr = by_id.get("train/resnet20")
     add("ResNet-20 masked training throughput >= 0.8x PyTorch",
         _ratio(_best_torch(tr, "torch_step"), _med(tr, "jax_step")) if tr else None, 0.8,
         "jax images/s / torch images/s (faster of torch default threads and 1 thread)")
     return out
+
+
+def targets_table(tgts: list[dict[str, Any]], markdown: bool = False) -> str:
+    """The targets as a table: the harness's own evaluation, as stored in the results JSON."""
+    rows = [[t["target"], _fmt(t["ratio"]), _fmt(t["bar"]), t["status"], t["detail"]]
+            for t in tgts]
+    return _table(["target", "measured", "bar", "status", "how"], rows, markdown)
+
+
+def render(report: dict[str, Any]) -> str:
+    """Markdown of a saved report: its tables and its stored ``targets`` (met / not met), so the
+    figures and statuses quoted in docs/benchmarks.md are pasted from the JSON, not retyped."""
+    return (tables(report["results"], markdown=True) + "\n\nTargets (`targets` of the JSON)\n\n"
+            + targets_table(report["targets"], markdown=True) + "\n")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -409,6 +475,9 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
                    help="the uncapped grid: every model x method x N=1,8,32 (hours on 2 cores)")
     p.add_argument("--timeout", type=float, default=1800.0, help="seconds per workload")
     p.add_argument("--list", action="store_true", help="print workload ids and exit")
+    p.add_argument("--render", metavar="RESULTS_JSON",
+                   help="print a saved run's tables and targets as Markdown (also into "
+                        "--markdown) and exit; runs nothing")
     p.add_argument("--worker", help=argparse.SUPPRESS)
     return p.parse_args(argv)
 
@@ -418,6 +487,15 @@ def main(argv: list[str] | None = None) -> dict[str, Any] | None:
     if args.worker:
         res = _worker(json.loads(args.worker))
         print(RESULT_MARK + json.dumps(res, default=str), flush=True)
+        return None
+
+    if args.render:
+        with open(args.render) as f:
+            text = render(json.load(f))
+        print(text, end="")
+        if args.markdown:
+            with open(args.markdown, "w") as f:
+                f.write(text)
         return None
 
     from benchmarks import harness
@@ -475,9 +553,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any] | None:
     print()
     print(tables(results))
     print("\nTargets")
-    for t in report["targets"]:
-        print(f"  [{t['status']}] {t['target']}: {_fmt(t['ratio'])} (bar {t['bar']}; "
-              f"{t['detail']})")
+    print(targets_table(report["targets"]))
     if caps:
         print("\nCaps")
         for c in caps:
@@ -488,7 +564,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any] | None:
             json.dump(report, f, indent=1, default=str)
     if args.markdown:
         with open(args.markdown, "w") as f:
-            f.write(tables(results, markdown=True) + "\n")
+            f.write(render(report))
     return report
 
 

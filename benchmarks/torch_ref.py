@@ -223,7 +223,7 @@ def load_flax(model: nn.Module, variables: Any) -> nn.Module:
 
 def to_nchw(x: Any) -> torch.Tensor:
     """(N, H, W, C) array -> (N, C, H, W) contiguous float32 tensor."""
-    a = np.asarray(x, np.float32)
+    a = np.array(x, np.float32)  # a writable copy (a jax array's view is read-only)
     if a.ndim == 4:
         a = a.transpose(0, 3, 1, 2)
     return torch.from_numpy(np.ascontiguousarray(a))
@@ -275,7 +275,8 @@ def synflow_scores(model: nn.Module, input_shape: tuple[int, ...]) -> list[torch
         for name, t in model.state_dict().items():
             signs[name] = torch.sign(t)
             t.abs_()
-    ones = torch.ones((1, *input_shape))  # float32, as in the reference
+    # The model's dtype: float32 as in the reference, float64 for the same-precision row.
+    ones = torch.ones((1, *input_shape), dtype=next(model.parameters()).dtype)
     torch.sum(model(ones)).backward()
     weights = [p for _, p in masked_parameters(model)]
     scores = [(p.grad * p).detach().abs() for p in weights]
@@ -287,10 +288,19 @@ def synflow_scores(model: nn.Module, input_shape: tuple[int, ...]) -> list[torch
     return scores
 
 
-def global_mask(model: nn.Module, scores: list[torch.Tensor], density: float) -> None:
-    """Synaptic-Flow ``_global_mask``: keep scores above the ``k``-th smallest (``kthvalue``)."""
+def global_mask(model: nn.Module, scores: list[torch.Tensor], density: float,
+                count: str = "truncate") -> None:
+    """Synaptic-Flow ``_global_mask``: keep scores above the ``k``-th smallest (``kthvalue``).
+
+    ``k = int((1 - density) * n)`` as in the reference (``count="truncate"``); ``"round"`` rounds
+    instead, as jaxprune's ``schedules.keep_counts`` does (used only by
+    ``benchmarks.probes synflow-agreement`` to show where the two sides' masks part).
+    """
     flat = torch.cat([s.flatten() for s in scores])
-    k = int((1.0 - density) * flat.numel())
+    pruned = (1.0 - density) * flat.numel()
+    if count not in ("truncate", "round"):
+        raise ValueError(f"count must be 'truncate' or 'round', got {count!r}")
+    k = int(pruned) if count == "truncate" else int(round(pruned))
     if k < 1:
         return
     threshold, _ = torch.kthvalue(flat, k)
@@ -306,8 +316,11 @@ def prune_loop(
     batch: tuple[torch.Tensor, torch.Tensor],
     input_shape: tuple[int, ...],
     rounds: int = 1,
+    count: str = "truncate",
 ) -> list[torch.Tensor]:
-    """Synaptic-Flow ``prune_loop`` (eval mode, exponential schedule); returns the masks."""
+    """Synaptic-Flow ``prune_loop`` (eval mode, exponential schedule); returns the masks.
+
+    ``count``: how a round's density becomes a count (:func:`global_mask`)."""
     model.eval()
     x, y = batch
     with torch.no_grad():
@@ -324,7 +337,7 @@ def prune_loop(
             raise ValueError(f"unknown method {method!r}")
         density = (1.0 - sparsity) ** ((epoch + 1) / rounds)
         with torch.no_grad():
-            global_mask(model, scores, density)
+            global_mask(model, scores, density, count)
     return [m.clone() for m, _ in masked_parameters(model)]
 
 

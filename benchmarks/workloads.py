@@ -15,6 +15,7 @@ its all-ones input of batch 1. All pruning is to 90% sparsity, global, 1 round (
 
 from __future__ import annotations
 
+import copy
 import functools
 import importlib.util
 from collections.abc import Callable
@@ -38,6 +39,9 @@ TRAIN_BATCH = 128
 SPARSITY = 0.9
 ROUNDS = {"snip": 1, "grasp": 1, "synflow": 100}
 LR, MOMENTUM, WEIGHT_DECAY = 0.01, 0.9, 5e-4
+# Rows whose masks must equal jax_multi's (the benchmark fails otherwise); other rows' differing
+# mask entries are only counted (``ref_multi_laxtopk``: lax.top_k's order of -0.0 and NaN).
+EXACT_REFERENCES = ("ref_multi_sorttopk",)
 
 
 class Workload(NamedTuple):
@@ -77,9 +81,10 @@ def prune_fn(model_name: str, method: str, rounds: int, dtype: str, variant: str
     """``fn(variables, batch, key) -> bool mask``: one seed's pruning, one function object.
 
     ``dtype="float64"`` is ``pai.prune`` as shipped; ``"float32"`` prunes SynFlow with
-    ``schedules.prune_synflow(compute_dtype="float32")`` (the reference's precision; used where
-    float64 does not compile, see ``notes``). ``variant`` only makes distinct function objects
-    (distinct compiled programs) for the prototypes.
+    ``schedules.prune_synflow(compute_dtype="float32")`` (the reference's precision: the
+    ``jax_multi_f32`` row, and ``jax_multi`` where float64 does not compile, see ``notes``).
+    ``variant`` only makes distinct function objects (distinct compiled programs) for the
+    reference rows.
     """
     del variant
     model = models.get(model_name)
@@ -88,7 +93,7 @@ def prune_fn(model_name: str, method: str, rounds: int, dtype: str, variant: str
     def fn(variables, batch, key):
         if method == "synflow" and dtype == "float32":
             params, state = split_variables(variables)
-            apply_fn, _ = pai.model_fns(model, state)
+            apply_fn = pai.model_fns(model, state).apply_fn
             return schedules.prune_synflow(params, SPARSITY, apply_fn=apply_fn,
                                            input_shape=shape, rounds=rounds,
                                            compute_dtype="float32")
@@ -105,7 +110,8 @@ def score_only_fn(model_name: str, method: str) -> Callable:
 
     def fn(variables, batch, key):
         params, state = split_variables(variables)
-        apply_fn, loss_fn = pai.model_fns(model, state)
+        fns = pai.model_fns(model, state)
+        apply_fn, loss_fn = fns.apply_fn, fns.loss_fn
         if method == "snip":
             return criteria.get("snip", loss_fn=loss_fn)(params, batch=batch)
         if method == "grasp":
@@ -154,7 +160,18 @@ def build_score(spec: dict[str, Any], use_torch: bool) -> Workload:
     ``jax_loop``   ``[jit(fn)(v_i, b_i, k_i) for i in range(N)]`` on per-seed inputs.
     ``ref_multi_sorttopk``  ``jax_multi`` with the sorting top-k jaxprune used before the
                    sort-free one (same masks, asserted).
+    ``ref_multi_laxtopk``  ``jax_multi`` with ``jax.lax.top_k`` as the global top-k
+                   (``prototypes.lax_topk``; one-round methods only: ``lax.top_k`` needs a
+                   static k). Its mask entries differing from ``jax_multi``'s are counted, not
+                   asserted zero (``lax.top_k`` orders -0.0 below +0.0 and NaN first).
     ``torch_loop`` Synaptic-Flow's ``prune_loop`` per seed (masked modules, autograd).
+
+    SynFlow at equal precision (``spec["precision"]``, default on; jaxprune's SynFlow computes
+    in float64, the reference in float32):
+    ``jax_multi_f32``  ``jax_multi`` with ``schedules.prune_synflow(compute_dtype="float32")``,
+                   the reference's precision (compare with ``torch_loop``).
+    ``torch_loop_f64`` ``torch_loop`` on float64 copies of the models with a float64 input
+                   (compare with ``jax_multi``, float64).
     """
     name, method, n = spec["model"], spec["method"], spec["n"]
     scores_only = spec.get("scores_only", False)
@@ -173,6 +190,12 @@ def build_score(spec: dict[str, Any], use_torch: bool) -> Workload:
     fn = score_only_fn(name, method) if scores_only else prune_fn(name, method, rounds, dtype,
                                                                    "main")
     sort_fn = prune_fn(name, method, rounds, dtype, "sorttopk")
+    lax_fn = prune_fn(name, method, rounds, dtype, "laxtopk")
+    n_keep = int(pai.budget(per_seed[0][0]["params"], SPARSITY))  # lax.top_k's static k
+    # Same-precision SynFlow rows: only where jax_multi itself runs in float64.
+    precision = (method == "synflow" and dtype == "float64" and not scores_only
+                 and spec.get("precision", True))
+    fn32 = prune_fn(name, method, rounds, "float32", "main") if precision else None
     try:
         strategy = seeds.choose_strategy(fn, (variables, batches, keys))
     except Exception as e:  # noqa: BLE001 - the auto rule itself failing is a finding
@@ -191,11 +214,25 @@ def build_score(spec: dict[str, Any], use_torch: bool) -> Workload:
         with prototypes.sort_topk():
             return seeds.map_stacked(sort_fn, variables, batches, keys, strategy=strategy)
 
+    def multi_lax():
+        with prototypes.lax_topk(n_keep):
+            return seeds.map_stacked(lax_fn, variables, batches, keys, strategy=strategy)
+
     impls: dict[str, Thunk] = {"jax_multi": multi}
     if n > 1:  # at N = 1 the loop is the same single compiled program
         impls["jax_loop"] = loop
     if spec.get("prototypes", True) and not scores_only:
         impls["ref_multi_sorttopk"] = multi_sort
+        if rounds == 1:
+            impls["ref_multi_laxtopk"] = multi_lax
+    if precision:
+        strategy32 = seeds.choose_strategy(fn32, (variables, batches, keys))
+        notes["strategy_f32"] = strategy32
+
+        def multi32():
+            return seeds.map_stacked(fn32, variables, batches, keys, strategy=strategy32)
+
+        impls["jax_multi_f32"] = multi32
 
     if use_torch:
         import torch
@@ -216,6 +253,14 @@ def build_score(spec: dict[str, Any], use_torch: bool) -> Workload:
                     for m, b in zip(tmodels, tbatches, strict=True)]
 
         impls["torch_loop"] = torch_loop
+        if precision:
+            tmodels64 = [copy.deepcopy(m).double() for m in tmodels]
+
+            def torch_loop_f64():
+                return [torch_ref.prune_loop(m, method, SPARSITY, b, tshape, rounds)
+                        for m, b in zip(tmodels64, tbatches, strict=True)]
+
+            impls["torch_loop_f64"] = torch_loop_f64
     notes["jax_params"] = int(sum(x.size for x in jax.tree.leaves(per_seed[0][0]["params"])))
 
     ref: dict[str, Any] = {}
@@ -235,9 +280,19 @@ def build_score(spec: dict[str, Any], use_torch: bool) -> Workload:
             return
         if impl.startswith("torch"):
             t = torch_ref.masks_to_flax(name, out[0])
-            j = _flat_kernels(ref["seed0"])
-            agree = np.mean(np.concatenate([(t[p] == j[p]).ravel() for p in j]))
-            notes["torch_mask_agreement_seed0"] = float(agree)
+
+            def agree(jax_mask: PyTree) -> float:
+                j = _flat_kernels(jax_mask)
+                return float(np.mean(np.concatenate([(t[p] == j[p]).ravel() for p in j])))
+
+            base = impl.removesuffix("_1t")
+            if base == "torch_loop":  # float32 vs jax_multi (float64 for SynFlow)
+                notes["torch_mask_agreement_seed0"] = agree(ref["seed0"])
+                if "f32_seed0" in ref:  # float32 vs float32
+                    notes["torch_loop_vs_jax_multi_f32_mask_agreement_seed0"] = agree(
+                        ref["f32_seed0"])
+            elif base == "torch_loop_f64":  # float64 vs float64
+                notes["torch_loop_f64_vs_jax_multi_mask_agreement_seed0"] = agree(ref["seed0"])
             return
         stacked = seeds.stack(out) if isinstance(out, list) else out
         if not all(jnp.result_type(x) == jnp.bool_ for x in jax.tree.leaves(stacked)):
@@ -246,10 +301,12 @@ def build_score(spec: dict[str, Any], use_torch: bool) -> Workload:
             ref["stacked"] = stacked
             ref["seed0"] = seeds.unstack(stacked, 0)
             return
+        if impl == "jax_multi_f32":
+            ref["f32_seed0"] = seeds.unstack(stacked, 0)
         diff = sum(int(jnp.sum(a != b)) for a, b in
                    zip(jax.tree.leaves(stacked), jax.tree.leaves(ref["stacked"]), strict=True))
         notes[f"{impl}_mask_entries_differing_from_jax_multi"] = diff
-        if impl.startswith(("proto", "ref")) and diff:
+        if (impl in EXACT_REFERENCES or impl.startswith("proto")) and diff:
             raise AssertionError(f"{impl}: masks differ from jax_multi in {diff} entries")
 
     return Workload(impls, check, notes)

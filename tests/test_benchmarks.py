@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import functools
+import itertools
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -88,6 +90,67 @@ def test_sort_topk_reference_matches_keep_top():
                                       np.asarray(want_fn(jnp.asarray(vals), k, alive)))
 
 
+def test_lax_topk_reference_and_where_its_order_differs():
+    """``lax.top_k`` as a mask (the ``ref_multi_laxtopk`` row): the library's masks on distinct
+    scores and on ties among equal numbers (both keep the lower index), different ones where the
+    two orders differ: -0.0 vs +0.0 (lax.top_k: -0.0 lower) and NaN (lax.top_k: highest)."""
+    n = 64
+    x = jnp.asarray(np.random.default_rng(1).standard_normal(n).astype(np.float32))
+    lax_keep = jax.jit(prototypes.keep_top_lax, static_argnums=1)
+
+    def diff(y, k):
+        return int(jnp.sum(lax_keep(y, k) != masks.keep_top(y, jnp.int32(k))))
+
+    ties = jnp.asarray(np.repeat([3.0, 1.0, 0.0, -2.0], 16).astype(np.float32))
+    for k in (0, 1, 7, 16, 20, 40, n):
+        assert diff(x, k) == 0 and diff(ties, k) == 0
+    pm0 = jnp.zeros(n).at[1::2].set(-0.0)  # +0.0, -0.0, +0.0, ...
+    # keep_top: the first half (all equal); lax.top_k: the +0.0 ones; half of each differs
+    assert diff(pm0, n // 2) == n // 2
+    nan = x.at[::8].set(jnp.nan)
+    assert diff(nan, 8) == 16  # lax.top_k keeps the 8 NaNs, keep_top the 8 largest numbers
+
+    # Swapped into the library's one-shot global top-k (a two-leaf tree), under jit.
+    scores = {"a": {"kernel": x[:40].reshape(8, 5)}, "b": {"kernel": x[40:].reshape(4, 6)}}
+    keep = functools.partial(masks.mask_by_keep_counts, per_layer=False)
+    want = keep(scores, jnp.int32(13))
+    with prototypes.lax_topk(13):
+        got = jax.jit(lambda s: keep(s, jnp.int32(13)))(scores)
+        with pytest.raises(ValueError, match="where 12 are kept"):  # a concrete count differs
+            keep(scores, jnp.int32(12))
+    assert jax.tree.all(jax.tree.map(lambda a, b: bool(jnp.all(a == b)), got, want))
+    assert int(sum(jnp.sum(m) for m in jax.tree.leaves(got))) == 13
+
+
+def test_synflow_same_precision_rows():
+    """The SynFlow workload's equal-precision rows: jaxprune in float32 beside its float64
+    ``jax_multi`` and, with PyTorch, the reference in float64 beside its float32 loop; each
+    pair's masks compared (LeNet-300-100, 2 rounds)."""
+    from benchmarks import workloads
+
+    use_torch = workloads.torch_available()
+    spec = {"kind": "score", "model": "lenet_300_100", "method": "synflow", "n": 1,
+            "rounds": 2, "prototypes": False, "torch_1thread": False}
+    wl = workloads.build(spec, use_torch=use_torch)
+    want = {"jax_multi", "jax_multi_f32"} | ({"torch_loop", "torch_loop_f64"} if use_torch
+                                               else set())
+    assert set(wl.impls) == want
+    for name in ("jax_multi", "jax_multi_f32", "torch_loop", "torch_loop_f64"):  # refs first
+        if name in want:
+            wl.check(name, harness.block(wl.impls[name]()))
+    notes = wl.notes
+    assert notes["synflow_dtype"] == "float64"
+    # the same network pruned in float32 and float64: all but a few of 266,610 entries agree
+    assert 0 <= notes["jax_multi_f32_mask_entries_differing_from_jax_multi"] < 100
+    if use_torch:
+        for key in ("torch_mask_agreement_seed0",  # float32 vs float64 (the existing column)
+                    "torch_loop_vs_jax_multi_f32_mask_agreement_seed0",  # float32 vs float32
+                    "torch_loop_f64_vs_jax_multi_mask_agreement_seed0"):  # float64 vs float64
+            assert notes[key] > 0.999, (key, notes[key])
+    off = workloads.build({**spec, "precision": False}, use_torch=False)
+    assert set(off.impls) == {"jax_multi"}
+
+
 def test_conv_wgrad_prototype_matches_xla():
     k = jax.random.split(jax.random.key(0), 3)
     x = jax.random.normal(k[0], (2, 6, 6, 4))
@@ -120,13 +183,39 @@ def test_tables_and_targets_from_a_fake_result():
     assert t["status"] == "met" and t["ratio"] == pytest.approx(5.0)
     assert "| model |" in run.tables([fake], markdown=True)
 
+    def row(wid, method, n, times, notes=None):
+        return {"id": wid, "loadavg_before": [1.0], "loadavg_after": [1.0],
+                "spec": {"kind": "score", "model": "lenet_300_100", "method": method, "n": n},
+                "notes": {"strategy": "loop", "rounds": 1, **(notes or {})},
+                "results": {k: {"median_s": v, "compile_s": 0.1} for k, v in times.items()}}
+
+    snip = row("score/lenet_300_100/snip/N=8", "snip", 8,
+               {"jax_multi": 0.1, "jax_loop": 0.09, "ref_multi_sorttopk": 2.0,
+                "ref_multi_laxtopk": 0.3},
+               {"ref_multi_laxtopk_mask_entries_differing_from_jax_multi": 0})
+    synflow = row("score/lenet_300_100/synflow/N=1", "synflow", 1,
+                  {"jax_multi": 0.2, "jax_multi_f32": 0.1, "torch_loop": 0.4,
+                   "torch_loop_1t": 0.3, "torch_loop_f64": 0.8, "torch_loop_f64_1t": 0.9},
+                  {"torch_loop_f64_vs_jax_multi_mask_agreement_seed0": 1.0})
+    md = run.tables([fake, snip, synflow], markdown=True)
+    assert "| lenet_300_100 | snip | 8 | 0.1 | 2 | 0.3 | 20 | 3 | - | 0 | 1.0/1.0 |" in md
+    # torch/jax f64 = 0.8 / 0.2, torch/jax f32 = 0.3 (the faster thread count) / 0.1
+    assert "| lenet_300_100 | 1 | 1 | 0.2 | 0.8 | 0.1 | 0.3 | 4 | 3 | 1.5 | 1 |" in md
+    # "never slower": every N > 1 row must reach 1; one row at 0.9 fails it and is named
+    t = {t["target"]: t for t in run.targets([fake, snip, synflow])}[
+        "multi-seed scoring never slower than the jitted JAX loop (every model)"]
+    assert t["status"] == "not met" and t["ratio"] == pytest.approx(0.9)
+    assert "1 of 2 below 1: score/lenet_300_100/snip/N=8 0.9" in t["detail"]
+    table = run.targets_table(run.targets([fake, snip]), markdown=True)
+    assert "| not met |" in table and table.startswith("| target | measured | bar | status |")
+
 
 def test_quick_run_without_torch(tmp_path):
     """One tiny workload through the real entry point, in subprocesses, torch switched off."""
     out = tmp_path / "bench.json"
     cmd = [sys.executable, "-m", "benchmarks.run", "--quick", "--only",
            "score/lenet_300_100/snip/N=1", "--no-torch", "--no-memory", "--repeats", "1",
-           "--out", str(out)]
+           "--out", str(out), "--markdown", str(tmp_path / "bench.md")]
     p = subprocess.run(cmd, cwd=REPO_ROOT, capture_output=True, text=True, timeout=600)
     assert p.returncode == 0, p.stderr[-2000:]
     assert "Scoring" in p.stdout
@@ -138,9 +227,15 @@ def test_quick_run_without_torch(tmp_path):
     (res,) = report["results"]
     assert "error" not in res, res.get("error")
     assert res["torch"] is False
-    assert set(res["results"]) == {"jax_multi", "ref_multi_sorttopk"}
+    assert set(res["results"]) == {"jax_multi", "ref_multi_sorttopk", "ref_multi_laxtopk"}
     assert res["results"]["jax_multi"]["steady_compiles"] == 0
+    assert res["results"]["ref_multi_laxtopk"]["steady_compiles"] == 0
     assert res["notes"]["ref_multi_sorttopk_mask_entries_differing_from_jax_multi"] == 0
+    assert res["notes"]["ref_multi_laxtopk_mask_entries_differing_from_jax_multi"] == 0
+    # --markdown carries the targets with their status, as --render does from the JSON
+    md = (tmp_path / "bench.md").read_text()
+    assert md == run.render(report)
+    assert "| target | measured | bar | status | how |" in md and "Top-k references" in md
 
 
 def test_torch_references_match_the_zoo():
@@ -158,3 +253,44 @@ def test_torch_references_match_the_zoo():
         with torch.no_grad():
             got = model.eval()(torch_ref.to_nchw(x)).numpy()
         np.testing.assert_allclose(got, np.asarray(want), rtol=1e-3, atol=1e-4)
+
+
+DOC = REPO_ROOT / "docs" / "benchmarks.md"
+
+
+def test_doc_targets_are_the_rendering_of_the_results_json():
+    """docs/benchmarks.md's targets table is ``run.targets_table`` of the JSON it names, pasted
+    between markers (``python -m benchmarks.run --render FILE``), so the statuses cannot drift
+    from the run they quote; and the JSON's stored targets are what ``run.targets`` computes
+    from its results today (one definition of each target)."""
+    text = DOC.read_text()
+    blocks = re.findall(r"<!-- targets of (\S+) -->\n(.*?)\n<!-- /targets -->", text, re.S)
+    assert blocks, "no '<!-- targets of FILE -->' block in docs/benchmarks.md"
+    for path, table in blocks:
+        report = json.loads((REPO_ROOT / path).read_text())
+        assert table.strip() == run.targets_table(report["targets"], markdown=True).strip()
+        recomputed = run.targets(report["results"])
+        for stored, now in zip(report["targets"], recomputed, strict=True):
+            assert (stored["target"], stored["status"]) == (now["target"], now["status"])
+            assert stored["ratio"] == pytest.approx(now["ratio"])
+
+
+def _expand_braces(pattern: str) -> list[str]:
+    parts = re.split(r"\{([^{}]*)\}", pattern)
+    options = [p.split(",") if i % 2 else [p] for i, p in enumerate(parts)]
+    return ["".join(c) for c in itertools.product(*options)]
+
+
+def test_doc_names_only_files_in_the_repo():
+    """Every file docs/benchmarks.md names exists in the repository (globs and {a,b} match at
+    least one file); nothing outside it (``shared/``) is cited."""
+    text = DOC.read_text()
+    assert "shared/" not in text
+    examples = {"bench.json", "bench.md", "topk.json"}  # output names in example commands
+    names = set(re.findall(r"[\w./*{},-]*\w\.(?:py|json|md|toml|yml)\b", text))
+    assert names
+    missing = []
+    for name in sorted(names - examples):
+        if not any(list(REPO_ROOT.glob(p)) for p in _expand_braces(name)):
+            missing.append(name)
+    assert not missing, f"docs/benchmarks.md names files not in the repository: {missing}"
