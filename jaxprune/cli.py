@@ -354,6 +354,21 @@ def cmd_prune(args: argparse.Namespace) -> int:
     return 0
 
 
+def _subset(split, size: int | None):
+    """``size`` examples of ``split`` drawn at random with ``key(0)`` (in their original order),
+    or the whole split; the choice is fixed, and the run's data fingerprint records it."""
+    import jax
+    import numpy as np
+
+    if size is None:
+        return split
+    n = len(split.labels)
+    if not 0 < size <= n:
+        raise ValueError(f"a subset of {size} examples needs 0 < size <= {n} (the split)")
+    idx = np.sort(np.asarray(jax.random.permutation(jax.random.key(0), n))[:size])
+    return type(split)(split.images[idx], split.labels[idx])
+
+
 def _plural(n: int, word: str) -> str:
     return f"{n} {word}{'' if n == 1 else 's'}"
 
@@ -430,6 +445,7 @@ def cmd_lottery(args: argparse.Namespace) -> int:
     config = _config_from_args(args)
     config.validate()
     train, test = _load_splits(config.dataset, config.data_dir)
+    train, test = _subset(train, args.train_subset), _subset(test, args.test_subset)
     validation = None
     if args.validation:
         train, validation = lottery.holdout(train, args.validation)
@@ -735,6 +751,10 @@ def build_parser() -> argparse.ArgumentParser:
                    "Carbin: 5000); 0: read it off the test loss")
     g.add_argument("--per-class", type=int, default=10,
                    help="scoring examples per class (criteria that score on data)")
+    g.add_argument("--train-subset", type=int,
+                   help="train on this many training examples (a fixed random subset)")
+    g.add_argument("--test-subset", type=int,
+                   help="evaluate on this many test examples (a fixed random subset)")
     p.add_argument("--seeds", type=int, default=1, help="random inits (seeds --seed, ...)")
     p.add_argument("--workdir", required=True, help="every level's files; rerun to resume")
     p.add_argument("--out", help="also write summary.csv, lottery.png and results.json here "

@@ -137,9 +137,10 @@ def plot_lottery(rows: Sequence[Mapping[str, Any]], path: str, *, title: str = "
                       (axes[1], "test accuracy at early stop (%)")):
         ax.set_xscale("log")
         ax.invert_xaxis()
-        plain = matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}")
-        ax.xaxis.set_major_formatter(plain)
-        ax.xaxis.set_minor_formatter(plain)
+        ax.xaxis.set_major_locator(matplotlib.ticker.FixedLocator(
+            [100, 50, 20, 10, 5, 2, 1, 0.5, 0.2, 0.1]))
+        ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}"))
+        ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
         ax.set_xlabel("weights remaining (%)")
         ax.set_ylabel(label)
         ax.grid(alpha=0.3)
