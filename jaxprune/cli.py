@@ -297,6 +297,7 @@ def cmd_prune(args: argparse.Namespace) -> int:
         keep_dense = pai.first_and_last_layers(
             model, jax.tree.map(lambda a: a[0], variables), input_shape)
     rounds = args.rounds if args.rounds is not None else criteria.default_rounds(args.criterion)
+    options = _scorer_options(args, [args.criterion])
     one = jax.tree.map(lambda a: a[0], variables["params"])
     pai.budget(one, sparsity, args.allocation, keep_dense=keep_dense, rounds=rounds)
     wd = Path(args.workdir)
@@ -304,7 +305,7 @@ def cmd_prune(args: argparse.Namespace) -> int:
         "command": "prune", **config.to_dict(), "criterion": args.criterion,
         "sparsity": sparsity, "seeds": seeds, "allocation": args.allocation, "rounds": rounds,
         "per_class": args.per_class, "keep_first_last": args.keep_first_last,
-        "data_fingerprint": _data_fingerprint(train, test),
+        "data_fingerprint": _data_fingerprint(train, test), **_scorer_identity(args),
     })
     batches = None
     if criteria.needs_data(args.criterion):
@@ -314,7 +315,7 @@ def cmd_prune(args: argparse.Namespace) -> int:
         stacked = pai.prune_seeds(model, variables, args.criterion, sparsity, seeds=seeds,
                                   batches=batches, input_shape=input_shape,
                                   allocation=args.allocation, keep_dense=keep_dense,
-                                  rounds=rounds)
+                                  rounds=rounds, criterion_options=options)
     reports = pai.mask_reports(model, variables, stacked, input_shape, keep_dense=keep_dense)
     print(f"layer densities of seed {seeds[0]}"
           + (f" (1 of {len(seeds)} seeds; every seed's are in summary.json)"
@@ -367,6 +368,30 @@ def _subset(split, size: int | None):
         raise ValueError(f"a subset of {size} examples needs 0 < size <= {n} (the split)")
     idx = np.sort(np.asarray(jax.random.permutation(jax.random.key(0), n))[:size])
     return type(split)(split.images[idx], split.labels[idx])
+
+
+def _scorer_options(args: argparse.Namespace, methods: list[str]) -> dict[str, Any] | None:
+    """``{"scorer": DIR}`` for the autos criterion (checked now, before any work)."""
+    from jaxprune.criteria.learned import load_scorer
+
+    if "autos" in methods and not args.scorer:
+        raise ValueError("the autos criterion needs --scorer DIR (a scorer from "
+                         "`jaxprune autos train`)")
+    if not args.scorer:
+        return None
+    load_scorer(args.scorer)  # a clear error now for a missing or outdated scorer
+    return {"scorer": str(args.scorer)}
+
+
+def _scorer_identity(args: argparse.Namespace) -> dict[str, Any]:
+    """The scorer's folder (a location) and a fingerprint of what it holds."""
+    import hashlib
+
+    if not getattr(args, "scorer", None):
+        return {}
+    text = (Path(args.scorer) / "scorer.json").read_bytes()
+    return {"scorer": str(args.scorer), "scorer_fingerprint": hashlib.blake2b(
+        text, digest_size=12).hexdigest()}
 
 
 def _plural(n: int, word: str) -> str:
@@ -492,6 +517,40 @@ def _mean_std(row: dict[str, Any] | None, key: str, scale: float, digits: int = 
     return f"{mean:.{digits}f}" + ("" if std != std else f" +/- {std:.{digits}f}")
 
 
+def cmd_autos_train(args: argparse.Namespace) -> int:
+    """``autos train``: a scorer from lottery workdirs' survival counts."""
+    from jaxprune.criteria import learned as crit
+    from jaxprune.report import format_table
+    from jaxprune.studies import autos
+    from jaxprune.train import fingerprint
+
+    widths = _parse_shape(args.widths, "--widths") if args.widths else crit.PAPER_WIDTHS
+    if args.standardize not in crit.STANDARDIZE:
+        raise ValueError(f"--standardize must be one of {list(crit.STANDARDIZE)}")
+    ds = autos.dataset_from_lottery(args.sources, data_dir=args.data_dir,
+                                    standardize=args.standardize, per_class=args.per_class)
+    train_rows, held_rows = autos.split(ds, args.holdout)
+    out = Path(args.out)
+    _claim(out, {"command": "autos train", "sources": [str(Path(s).resolve()) for s in
+                                                       args.sources],
+                 "data_fingerprint": fingerprint((ds.features, ds.labels)),
+                 "holdout": args.holdout, "standardize": args.standardize,
+                 "widths": list(widths), "epochs": args.epochs, "batch_size": args.batch_size,
+                 "learning_rate": args.lr, "max_train": args.max_train, "seed": args.seed,
+                 "per_class": args.per_class})
+    print(f"{len(ds.labels):,} weights from {len(ds.runs)} runs; held out: "
+          f"{int(held_rows.sum()):,} ({args.holdout})")
+    scorer, curve = autos.train_scorer(
+        ds, train_rows, held_rows, widths=widths, standardize=args.standardize,
+        epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.lr,
+        max_train=args.max_train, seed=args.seed, progress=not args.no_progress)
+    autos.save_scorer(scorer, out, curve)
+    print(format_table(curve))
+    print(f"best epoch {scorer.info['best_epoch']}: held-out MSE {scorer.info['heldout_mse']:.5f}"
+          f", rank correlation {scorer.info['heldout_spearman']:.4f}; wrote {out}")
+    return 0
+
+
 def run_sweep(args: argparse.Namespace, config, *, title: str, command: str) -> int:
     """Shared by ``demo`` and ``sweep``: prune, train, print, write CSV + PNG."""
     from jaxprune import data, models
@@ -505,17 +564,27 @@ def run_sweep(args: argparse.Namespace, config, *, title: str, command: str) -> 
         if not e >= 0:
             raise ValueError(f"--log10-compressions are powers of ten of compressions >= 1, so "
                              f"each >= 0; got {e}")
+    options = _scorer_options(args, list(args.methods))
+    if args.densities:
+        if any(not 0 < d <= 1 for d in args.densities):
+            raise ValueError(f"--densities are fractions of weights kept, in (0, 1]; got "
+                             f"{args.densities}")
+        sparsities = [1.0 - d for d in args.densities]
+    else:
+        sparsities = [pai.compression_to_sparsity(10 ** e) for e in args.log10_compressions]
     train, test = _load_splits(config.dataset, config.data_dir)
     model = models.get(config.model, num_classes=data.info(config.dataset).num_classes,
                        **config.model_options)
-    sparsities = [pai.compression_to_sparsity(10 ** e) for e in args.log10_compressions]
+    seeds = list(range(config.seed, config.seed + args.seeds))
     out = Path(args.out)
+    target = ({"densities": list(args.densities)} if args.densities else
+              {"log10_compressions": list(args.log10_compressions)})
     _claim(out, {"command": command, **config.to_dict(), "methods": list(args.methods),
-                 "log10_compressions": list(args.log10_compressions), "seeds": args.seeds,
-                 "per_class": args.per_class, "data_fingerprint": _data_fingerprint(train, test)})
+                 **target, "seeds": args.seeds, "per_class": args.per_class,
+                 "data_fingerprint": _data_fingerprint(train, test), **_scorer_identity(args)})
     rows = pai.sweep(model, train, test, config, methods=args.methods, sparsities=sparsities,
-                     seeds=range(args.seeds), per_class=args.per_class,
-                     workdir=str(out / "train"), progress=not args.no_progress)
+                     seeds=seeds, per_class=args.per_class, workdir=str(out / "train"),
+                     progress=not args.no_progress, criterion_options=options)
     table = pai.aggregate(rows)
     write_text_atomic(out / "networks.csv", to_csv(rows))
     write_text_atomic(out / "summary.csv", to_csv(table))
@@ -564,6 +633,9 @@ def _add_sweep_flags(p: argparse.ArgumentParser, *, epochs: int | None, out: str
     p.add_argument("--per-class", type=int, default=10, help="scoring examples per class")
     p.add_argument("--out", default=out, help="folder for networks.csv, summary.csv, the plot and "
                    "the training checkpoints (rerun the same command to resume)")
+    p.add_argument("--scorer", help="a trained AutoS scorer (for the autos method)")
+    p.add_argument("--densities", nargs="+", type=float,
+                   help="densities instead of --log10-compressions, e.g. 0.8 0.1 0.01")
     p.add_argument("--no-progress", action="store_true")
     if epochs is not None:
         p.add_argument("--epochs", type=int, default=epochs)
@@ -703,6 +775,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="never prune the first and last layer")
     p.add_argument("--workdir", required=True, help="writes masks.npz and summary.json here")
     p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--scorer", help="a trained AutoS scorer (for --criterion autos)")
     g = p.add_argument_group(
         "structured (channel) pruning",
         "--structured prunes whole channels and builds the narrower model; --criterion is then "
@@ -761,6 +834,28 @@ def build_parser() -> argparse.ArgumentParser:
                    "(e.g. an experiment's folder; the workdir holds checkpoints)")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=cmd_lottery)
+
+    p = sub.add_parser("autos", help="AutoS: learn a pruning-at-init scorer from lottery runs")
+    autos_sub = p.add_subparsers(dest="autos_command", required=True, metavar="SUBCOMMAND")
+    q = autos_sub.add_parser("train", help="train a scorer on lottery workdirs' survival counts")
+    q.add_argument("--from", dest="sources", nargs="+", required=True, metavar="WORKDIR",
+                   help="lottery workdirs (several seeds or models are pooled)")
+    q.add_argument("--out", required=True, help="folder for the scorer (variables, scorer.json, "
+                   "curves.jsonl)")
+    q.add_argument("--data-dir", help="where the workdirs' dataset lives (default: "
+                   "$JAXPRUNE_DATA_DIR)")
+    q.add_argument("--holdout", choices=("run", "layer"), default="run",
+                   help="held-out rows: the last run whole, or the last layer of every run")
+    q.add_argument("--standardize", default="none", help="none | layer (per-layer features)")
+    q.add_argument("--widths", help="hidden widths, e.g. 16,64,1024,1024,64 (the paper's)")
+    q.add_argument("--epochs", type=int, default=10)
+    q.add_argument("--batch-size", type=int, default=1024)
+    q.add_argument("--lr", type=float, default=0.01)
+    q.add_argument("--max-train", type=int, help="train on at most this many weights")
+    q.add_argument("--per-class", type=int, default=10, help="scoring examples per class (g_0)")
+    q.add_argument("--seed", type=int, default=0)
+    q.add_argument("--no-progress", action="store_true")
+    q.set_defaults(func=cmd_autos_train)
 
     p = sub.add_parser("flops", help="per-layer MACs and parameters of a model (optionally "
                        "under saved masks)")

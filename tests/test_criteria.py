@@ -75,8 +75,18 @@ CONV_BATCH = (
     jnp.array([0, 1, 2, 0, 1, 2]),
 )
 
+def _tiny_scorer():
+    """An untrained AutoS scorer (the contract does not depend on what it learned)."""
+    from jaxprune.criteria import learned
+
+    net = learned.ScorerNet((4, 4))
+    v = net.init(jax.random.key(0), jnp.zeros((2, 2)))
+    return learned.Scorer(v, (4, 4), "none", np.zeros(2, np.float32), np.ones(2, np.float32), {})
+
+
 # Factory kwargs for every registered criterion. A new criterion must be added here.
 FACTORY_KWARGS = {
+    "autos": {"scorer": _tiny_scorer(), "loss_fn": xent(convnet_apply)},
     "random": {},
     "magnitude": {},
     "trained_magnitude": {},
@@ -372,6 +382,7 @@ def test_nnx_state_as_params():
     assert masks.prunable_paths(params) == [("l1", "kernel"), ("l2", "kernel")]
     for name in criteria.names():
         kw = {
+            "autos": {"scorer": _tiny_scorer(), "loss_fn": xent(apply_fn)},
             "random": {},
             "magnitude": {},
             "trained_magnitude": {},

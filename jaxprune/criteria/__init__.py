@@ -18,6 +18,8 @@ Registered names (``names()``):
   grasp              theta * (H g) (needs ``loss_fn``, ``batch``)           saliency.grasp
   synflow            |theta * dR/dtheta|, data-free (needs ``apply_fn``,    synflow.synflow
                      ``input_shape``)
+  autos              a learned scorer on (theta_0, g_0) (needs ``scorer``,  learned.autos
+                     ``loss_fn``, ``batch``)
 
 Iterative variants (re-scoring the masked network over rounds) live in
 :mod:`jaxprune.schedules`: ``prune_iteratively``, ``prune_synflow``, ``prune_iterative_snip``.
@@ -28,6 +30,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, NamedTuple
 
+from jaxprune.criteria.learned import autos
 from jaxprune.criteria.base import ScoreFn
 from jaxprune.criteria.basic import magnitude, random
 from jaxprune.criteria.saliency import grasp, hvp, snip, softmax_xent_with_temperature
@@ -36,6 +39,7 @@ from jaxprune.registry import Registry
 
 __all__ = [
     "REGISTRY",
+    "autos",
     "ModelFns",
     "ScoreFn",
     "default_rounds",
@@ -88,6 +92,16 @@ REGISTRY.register(
     "synflow", synflow, data=False, rounds=100,
     from_model=lambda fns, options: {"apply_fn": fns.apply_fn, "input_shape": fns.input_shape},
 )
+
+
+def _autos_from_model(fns: ModelFns, options: Mapping[str, Any]) -> dict[str, Any]:
+    if options.get("scorer") is None:
+        raise ValueError("the 'autos' criterion needs a trained scorer: criterion option "
+                         "scorer=DIR (`jaxprune autos train`; the CLI's --scorer DIR)")
+    return {"scorer": options["scorer"], "loss_fn": fns.loss_fn}
+
+
+REGISTRY.register("autos", autos, data=True, rounds=1, from_model=_autos_from_model)
 
 
 def names() -> list[str]:

@@ -284,7 +284,7 @@ def _keys(seeds: Sequence[int], stream: int, level: int) -> jax.Array:
 def _level_fn(model: nn.Module, method: str, input_shape: tuple[int, ...], per_layer: bool,
               keep_dense: tuple[tuple[str, ...], ...]) -> Any:
     """``one(variables, alive, batch, key, keep) -> (mask, nonfinite)`` for one network."""
-    score_fn = pai.scoring_fn(model, method, input_shape, 200.0)
+    score_fn = pai.scoring_fn(model, method, input_shape, pai._options(200.0, None))
 
     def one(variables: PyTree, alive: PyTree, batch: Any, key: jax.Array, keep: jax.Array):
         params, model_state = split_variables(variables)
@@ -423,7 +423,7 @@ def identity(model: nn.Module, train: Split, test: Split, config: TrainConfig,
         init = pai.init_seeds(model, tuple(train.images.shape[1:]), seeds)
     return {
         "command": "lottery", **config.to_dict(), **lottery.to_dict(),
-        "seeds": [int(s) for s in seeds], "model": repr(model),
+        "seeds": [int(s) for s in seeds], "model_repr": repr(model),
         "init_fingerprint": fingerprint(init),
         "data_fingerprint": fingerprint((train.images, train.labels, test.images, test.labels)),
         "validation_fingerprint": None if validation is None else fingerprint(

@@ -135,6 +135,7 @@ def prune(
     keep_dense: Iterable[Sequence[str]] = (),
     rounds: int | None = None,
     grasp_temperature: float = 200.0,
+    criterion_options: Mapping[str, Any] | None = None,
 ) -> PyTree:
     """Prune one network at initialization; returns a bool mask mirroring ``variables["params"]``.
 
@@ -160,6 +161,8 @@ def prune(
         and iterative SNIP, else 1). With more than one round the schedule is exponential and
         the allocation must be global.
       grasp_temperature: GraSP's softmax temperature (200 in the reference code).
+      criterion_options: further criterion settings by name, e.g. ``{"scorer": DIR}`` for
+        ``autos``; values must be hashable (strings, numbers).
 
     Returns:
       The bool mask pytree.
@@ -171,7 +174,8 @@ def prune(
     counts = budget(variables["params"], sparsity, allocation, keep_dense=keep_dense,
                     rounds=rounds)
     dense = tuple(tuple(p) for p in keep_dense)
-    one = _prune_one(model, method, shape, _kind(rounds, allocation), dense, grasp_temperature)
+    one = _prune_one(model, method, shape, _kind(rounds, allocation), dense,
+                     _options(grasp_temperature, criterion_options))
     mask, nonfinite = one(variables, batch, key, counts)
     if isinstance(nonfinite, jax.core.Tracer):
         return mask
@@ -194,9 +198,14 @@ def _check_finite_params(params: PyTree, keep_dense: Any, seeds: Sequence[int] |
                                  what="parameters")
 
 
+def _options(grasp_temperature: float, extra: Mapping[str, Any] | None) -> tuple:
+    """Criterion options as a hashable, ordered tuple (a cache key of the scoring programs)."""
+    return tuple(sorted({"grasp_temperature": float(grasp_temperature), **(extra or {})}.items()))
+
+
 @cached_factory
 def scoring_fn(
-    model: nn.Module, method: str, input_shape: tuple[int, ...], grasp_temperature: float
+    model: nn.Module, method: str, input_shape: tuple[int, ...], options: tuple = ()
 ) -> criteria.ScoreFn:
     """The criterion of ``method`` for ``model`` in eval mode, as ONE object for every network:
     ``score_fn(params, *, batch=(model_state, data_batch), key)``.
@@ -205,7 +214,7 @@ def scoring_fn(
     scoring program (and ``schedules.run_rounds``'s compiled loop, cached on this object) is
     reused by every later call with the same model, method and shapes.
     """
-    options = {"grasp_temperature": grasp_temperature}
+    options = dict(options)
 
     def score_fn(params: PyTree, *, batch: Any = None, key: jax.Array | None = None) -> PyTree:
         model_state, data = batch
@@ -297,6 +306,7 @@ def prune_seeds(
     keep_dense: Iterable[Sequence[str]] = (),
     rounds: int | None = None,
     grasp_temperature: float = 200.0,
+    criterion_options: Mapping[str, Any] | None = None,
 ) -> PyTree:
     """Prune every network of a stack in one compiled call: masks ``(S, ...)``.
 
@@ -320,7 +330,8 @@ def prune_seeds(
         only for criteria that score on data (:func:`jaxprune.criteria.needs_data`).
       input_shape: one example's shape; default the batches' (needed by ``synflow`` without).
       strategy: a :data:`jaxprune.seeds.STRATEGIES` name.
-      allocation, keep_dense, rounds, grasp_temperature: as for :func:`prune`.
+      allocation, keep_dense, rounds, grasp_temperature, criterion_options: as for
+        :func:`prune`.
     """
     check_method(method)
     seeds = [int(s) for s in seeds]
@@ -335,7 +346,8 @@ def prune_seeds(
     _check_finite_params(variables["params"], keep_dense, seeds)
     keys = jnp.stack([jax.random.fold_in(jax.random.key(s), 3) for s in seeds])
     dense = tuple(tuple(p) for p in keep_dense)
-    fn = _prune_one(model, method, shape, _kind(rounds, allocation), dense, grasp_temperature)
+    fn = _prune_one(model, method, shape, _kind(rounds, allocation), dense,
+                    _options(grasp_temperature, criterion_options))
     stacked, nonfinite = _seeds.map_stacked(
         fn, variables, batches, keys, counts, in_axes=(0, 0, 0, None), strategy=strategy
     )
@@ -371,13 +383,13 @@ def _prune_one(
     input_shape: tuple[int, ...],
     kind: str,
     keep_dense: tuple[tuple[str, ...], ...],
-    grasp_temperature: float,
+    options: tuple,
 ) -> Any:
     """``one(variables, batch, key, counts) -> (mask, nonfinite)``: one network pruned with the
     sparsity given as traced :func:`budget` counts, one function object per configuration (so
     the multi-seed engine's compiled programs are reused). ``nonfinite`` (L,) flags the prunable
     layers that scored NaN or inf (any round)."""
-    score_fn = scoring_fn(model, method, input_shape, grasp_temperature)
+    score_fn = scoring_fn(model, method, input_shape, options)
 
     def one(variables: PyTree, batch: Any, key: jax.Array, counts: jax.Array) -> PyTree:
         params, model_state = split_variables(variables)
@@ -430,6 +442,7 @@ def sweep(
     include_dense: bool = True,
     workdir: str | None = None,
     progress: bool = True,
+    criterion_options: Mapping[str, Any] | None = None,
 ) -> list[dict[str, Any]]:
     """Prune ``len(seeds)`` random inits with every method at every sparsity, train all, evaluate.
 
@@ -452,6 +465,7 @@ def sweep(
       include_dense: also train the unpruned networks (method ``"dense"``, sparsity 0).
       workdir: optional ``fit`` workdir (checkpoints, metrics, resume).
       progress: progress bars.
+      criterion_options: as for :func:`prune` (e.g. ``{"scorer": DIR}`` for ``autos``).
 
     Returns:
       One row per network: method, sparsity, density, compression, seed, test_accuracy,
@@ -479,7 +493,8 @@ def sweep(
             all_masks.append(prune_seeds(
                 model, variables, method, sparsity, seeds=seeds,
                 batches=batches if criteria.needs_data(method) else None,
-                input_shape=input_shape, allocation=allocation, keep_dense=keep_dense))
+                input_shape=input_shape, allocation=allocation, keep_dense=keep_dense,
+                criterion_options=criterion_options))
             networks += [Network(method, float(sparsity), s) for s in seeds]
     if include_dense:
         all_masks.append(jax.vmap(masks.ones_like)(variables["params"]))

@@ -34,7 +34,7 @@ PyTree = Any
 #: ``config.json`` but not compared on resume (the same data in another folder, a trailing slash
 #: or ``$JAXPRUNE_DATA_DIR`` instead of ``--data-dir`` must not block resuming). What the inputs
 #: ARE is compared through fingerprints (:func:`fingerprint`) stored beside them.
-LOCATION_FIELDS = ("data_dir", "from_workdir")
+LOCATION_FIELDS = ("data_dir", "from_workdir", "scorer")
 
 
 def fingerprint(tree: Any) -> str:
