@@ -30,9 +30,9 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, NamedTuple
 
-from jaxprune.criteria.learned import autos
 from jaxprune.criteria.base import ScoreFn
 from jaxprune.criteria.basic import magnitude, random
+from jaxprune.criteria.learned import autos
 from jaxprune.criteria.saliency import grasp, hvp, snip, softmax_xent_with_temperature
 from jaxprune.criteria.synflow import synflow
 from jaxprune.registry import Registry
