@@ -547,7 +547,10 @@ def cmd_autos_train(args: argparse.Namespace) -> int:
     autos.save_scorer(scorer, out, curve)
     print(format_table(curve))
     print(f"best epoch {scorer.info['best_epoch']}: held-out MSE {scorer.info['heldout_mse']:.5f}"
-          f", rank correlation {scorer.info['heldout_spearman']:.4f}; wrote {out}")
+          f", rank correlation with the survival counts {scorer.info['heldout_spearman']:.4f}"
+          + (f" (|theta_0|: {scorer.info['heldout_spearman_magnitude']:.4f}, |theta_0 g_0|: "
+             f"{scorer.info['heldout_spearman_snip']:.4f})"
+             if "heldout_spearman_snip" in scorer.info else "") + f"; wrote {out}")
     return 0
 
 

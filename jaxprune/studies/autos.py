@@ -261,6 +261,9 @@ def train_scorer(
             "train_rows": int(len(tr)), "heldout_rows": int(len(held)), "seed": seed,
             "best_epoch": best_row["epoch"], "heldout_mse": best_row["heldout_mse"],
             "heldout_spearman": best_row["heldout_spearman"]}
+    if standardize == "none":  # the PaI scores the same features give, for comparison
+        info["heldout_spearman_magnitude"] = rank_correlation(np.abs(hx[:, 0]), hy)
+        info["heldout_spearman_snip"] = rank_correlation(np.abs(hx[:, 0] * hx[:, 1]), hy)
     return _autos.Scorer(jax.device_get(best), tuple(widths), standardize,
                          mean.astype(np.float32), std, info), curve
 
