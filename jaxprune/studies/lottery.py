@@ -270,11 +270,6 @@ def _concat(trees: Sequence[PyTree]) -> PyTree:
     return jax.tree.map(lambda *xs: jnp.concatenate(xs), *trees)
 
 
-def _init(model: nn.Module, shape: Sequence[int], keys: jax.Array) -> PyTree:
-    example = jnp.zeros((1, *shape), jnp.float32)
-    return _seeds.init_seeds(lambda k, x: model.init(k, x, train=False), keys, example)
-
-
 def _keys(seeds: Sequence[int], stream: int, level: int) -> jax.Array:
     return jnp.stack([jax.random.fold_in(jax.random.fold_in(jax.random.key(s), stream), level)
                       for s in seeds])
@@ -439,7 +434,7 @@ def _arms(model, shape, seeds, level, arms, rewind, mask, keep_dense):
             variables.append(rewind)
         else:
             stream = _REINIT if arm == "reinit" else _RANDOM_INIT
-            variables.append(_init(model, shape, _keys(seeds, stream, level)))
+            variables.append(pai.init_from_keys(model, shape, _keys(seeds, stream, level)))
         if arm in ("ticket", "reinit"):
             arm_masks.append(mask)
         else:

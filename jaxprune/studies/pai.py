@@ -272,8 +272,19 @@ def init_seeds(model: nn.Module, input_shape: Sequence[int], seeds: Sequence[int
     That is the init ``train_and_evaluate`` uses for ``config.seed = s``.
     """
     keys = jnp.stack([jax.random.fold_in(jax.random.key(int(s)), 0) for s in seeds])
+    return init_from_keys(model, input_shape, keys)
+
+
+def init_from_keys(model: nn.Module, input_shape: Sequence[int], keys: jax.Array) -> PyTree:
+    """Stacked variables ``(N, ...)``, one init per key, on the multi-seed engine (the program
+    is compiled once per model and shapes)."""
     example = jnp.zeros((1, *input_shape), jnp.float32)
-    return _seeds.init_seeds(lambda k, x: model.init(k, x, train=False), keys, example)
+    return _seeds.init_seeds(_init_fn(model), keys, example)
+
+
+@cached_factory
+def _init_fn(model: nn.Module) -> Any:
+    return lambda k, x: model.init(k, x, train=False)
 
 
 def _check_stack(variables: PyTree, batches: Any, seeds: Sequence[int]) -> None:
