@@ -27,7 +27,6 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
 
 from jaxprune import data, models  # noqa: E402
 from jaxprune.report import plot_accuracy_vs_compression  # noqa: E402
