@@ -59,12 +59,15 @@ def main(runs: str, out: str) -> int:
             for d in densities:
                 (r,) = [r for r in rows if r["method"] == method
                         and math.isclose(1 - r["sparsity"], d)]
-                mark = f" ({int(r['at_chance_runs'])}ch)" if r["at_chance_runs"] else ""
+                marks = [f"{int(r[k])}{tag}" for k, tag in (("collapsed_runs", "c"),
+                                                             ("at_chance_runs", "ch")) if r[k]]
+                mark = f" ({', '.join(marks)})" if marks else ""
                 row[f"{d:g}"] = f"{100 * r['acc_mean']:.2f} +/- {100 * r['acc_std']:.2f}{mark}"
             table.append(row)
         (dense,) = [r for r in rows if r["method"] == "dense"]
-        print(f"\n{title}: test accuracy (%) by density, mean +/- std over 3 seeds; (Nch): N "
-              f"runs at chance; dense {100 * dense['acc_mean']:.2f} +/- "
+        print(f"\n{title}: test accuracy (%) by density, mean +/- std over 3 seeds; (Nc): N "
+              f"runs with a collapsed layer, (Nch): N runs at chance; dense "
+              f"{100 * dense['acc_mean']:.2f} +/- "
               f"{100 * dense['acc_std']:.2f}")
         print(format_table(table))
     return 0
