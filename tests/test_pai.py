@@ -50,13 +50,23 @@ def test_prune_snip_is_the_criterion_then_global_topk(setup):
         np.testing.assert_array_equal(a, b)
 
 
+def _tiny_scorer():
+    from jaxprune.criteria import learned
+
+    net = learned.ScorerNet((4, 4))
+    v = net.init(jax.random.key(0), jnp.zeros((2, 2)))
+    return learned.Scorer(v, (4, 4), "none", np.zeros(2, np.float32), np.ones(2, np.float32), {})
+
+
 @pytest.mark.parametrize("method", pai.METHODS)
 def test_prune_seeds_equals_a_loop_and_hits_the_count(setup, method):
     model, _, _, seeds, variables, batches = setup
     sparsity = 0.9
     rounds = 5 if criteria.default_rounds(method) > 1 else None  # keep the test fast
+    # AutoS needs a scorer; an untrained one does (the engine's contract does not depend on it)
+    opts = {"scorer": _tiny_scorer()} if method == "autos" else None
     stacked = pai.prune_seeds(model, variables, method, sparsity, seeds=seeds, batches=batches,
-                              rounds=rounds)
+                              rounds=rounds, criterion_options=opts)
     n_prunable = sum(p.size for p in jax.tree.leaves(
         masks.restrict_to_prunable(jax.tree.map(lambda a: a[0], variables["params"]))))
     n_kernel = sum(int(np.prod(p.shape[1:])) for path, p in
@@ -67,7 +77,8 @@ def test_prune_seeds_equals_a_loop_and_hits_the_count(setup, method):
         one = jax.tree.map(lambda a, i=i: a[i], variables)
         ref = pai.prune(model, one, method, sparsity, input_shape=SHAPE,
                         batch=(batches[0][i], batches[1][i]),
-                        key=jax.random.fold_in(jax.random.key(s), 3), rounds=rounds)
+                        key=jax.random.fold_in(jax.random.key(s), 3), rounds=rounds,
+                        criterion_options=opts)
         got = jax.tree.map(lambda a, i=i: a[i], stacked)
         assert _num_pruned(got) == round(sparsity * n_kernel)
         for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(ref), strict=True):

@@ -394,7 +394,7 @@ def test_a_second_fit_of_the_same_setup_compiles_nothing():
 def test_stacked_conv_nets_loop_on_cpu_with_the_results_of_vmap(tmp_path):
     """strategy='auto' trains stacked conv nets one at a time on CPU (vmap would make grouped
     convolutions); every strategy computes the same networks, and resume works in loop mode."""
-    from jaxprune.train.loop import _loops, _recipe, _stats
+    from jaxprune.train.loop import _groups, _recipe, _stats
 
     model = TinyConvBN()
     train, test = _data(seed=0), _data(n=40, seed=1)
@@ -414,11 +414,35 @@ def test_stacked_conv_nets_loop_on_cpu_with_the_results_of_vmap(tmp_path):
     assert lp.snapshots[4]["params"]["conv1"]["kernel"].shape[0] == 2
     x = jnp.asarray(train.images)
     stacked_state = jax.tree.map(jnp.asarray, vm.state)
-    assert _loops("auto", setup, stacked_state, x, jnp.asarray(train.labels), 16)
-    assert not _loops("vmap", setup, stacked_state, x, jnp.asarray(train.labels), 16)
+    y = jnp.asarray(train.labels)
+    assert _groups("auto", setup, stacked_state, x, y, 16) == [(0, 1), (1, 2)]  # conv: loop
+    assert _groups("vmap", setup, stacked_state, x, y, 16) is None
     with pytest.raises(_Crash):
         fit(model, variables, train, test, cfg, strategy="loop", workdir=str(tmp_path),
             callbacks=[_crash_after(1)], **kw)
     resumed = fit(model, variables, train, test, cfg, strategy="loop", workdir=str(tmp_path),
                   **kw)
     jax.tree.map(np.testing.assert_array_equal, resumed.state.params, lp.state.params)
+
+
+def test_stacked_mlps_train_in_vmapped_groups_with_the_results_of_one_program():
+    """strategy='auto' groups more than GROUP_SIZE stacked MLPs on CPU (one vmapped program
+    per group); the networks are those of a single vmapped program."""
+    from jaxprune.train import loop
+
+    model = TinyMLP()
+    train, test = _data(seed=0), _data(n=40, seed=1)
+    cfg = TrainConfig(epochs=1, batch_size=16, optimizer="adam", learning_rate=1e-2)
+    n = loop.GROUP_SIZE + 3
+    keys = jax.random.split(jax.random.key(7), n)
+    variables = jax.vmap(lambda k: model.init(k, train.images[:1]))(keys)
+    seeds = list(range(n))
+    one = fit(model, variables, train, test, cfg, seeds=seeds, strategy="vmap", progress=False)
+    grouped = fit(model, variables, train, test, cfg, seeds=seeds, progress=False)
+    for a, b in zip(jax.tree.leaves(one.state.params), jax.tree.leaves(grouped.state.params),
+                    strict=True):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-6)
+    assert len(grouped.results["test_accuracy"]) == n
+    setup = (model, loop._recipe(cfg), 6, 96, 0, loop._stats(cfg, train), 4)
+    x, y = jnp.asarray(train.images), jnp.asarray(train.labels)
+    assert loop._groups("auto", setup, one.state, x, y, 16) == [(0, 8), (8, 11)]

@@ -41,6 +41,7 @@ Reference: https://arxiv.org/abs/1803.03635 (Frankle & Carbin 2019), https://arx
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -271,8 +272,7 @@ def _concat(trees: Sequence[PyTree]) -> PyTree:
 
 
 def _keys(seeds: Sequence[int], stream: int, level: int) -> jax.Array:
-    return jnp.stack([jax.random.fold_in(jax.random.fold_in(jax.random.key(s), stream), level)
-                      for s in seeds])
+    return _seeds.seed_keys(seeds, stream, level)
 
 
 @cached_factory
@@ -439,9 +439,14 @@ def _arms(model, shape, seeds, level, arms, rewind, mask, keep_dense):
             arm_masks.append(mask)
         else:
             keys = _keys(seeds, _SHUFFLE if arm == "shuffle" else _RANDOM_MASK, level)
-            arm_masks.append(jax.vmap(lambda m, k: sanity.shuffle_mask(
-                m, key=k, keep_dense=keep_dense))(mask, keys))
+            arm_masks.append(_shuffle_fn(keep_dense)(mask, keys))
     return _concat(variables), _concat(arm_masks)
+
+
+@functools.lru_cache(maxsize=8)
+def _shuffle_fn(keep_dense: tuple[tuple[str, ...], ...]) -> Any:
+    """Stacked masks shuffled within each layer, one key per mask (compiled once)."""
+    return jax.jit(jax.vmap(lambda m, k: sanity.shuffle_mask(m, key=k, keep_dense=keep_dense)))
 
 
 def _summary(level, arms, n, res, mask, keep_dense) -> dict[str, Any]:

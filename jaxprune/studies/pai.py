@@ -271,7 +271,7 @@ def init_seeds(model: nn.Module, input_shape: Sequence[int], seeds: Sequence[int
 
     That is the init ``train_and_evaluate`` uses for ``config.seed = s``.
     """
-    keys = jnp.stack([jax.random.fold_in(jax.random.key(int(s)), 0) for s in seeds])
+    keys = _seeds.seed_keys(seeds, 0)
     return init_from_keys(model, input_shape, keys)
 
 
@@ -355,7 +355,7 @@ def prune_seeds(
                               variables["params"])
     counts = budget(one_params, sparsity, allocation, keep_dense=keep_dense, rounds=rounds)
     _check_finite_params(variables["params"], keep_dense, seeds)
-    keys = jnp.stack([jax.random.fold_in(jax.random.key(s), 3) for s in seeds])
+    keys = _seeds.seed_keys(seeds, 3)
     dense = tuple(tuple(p) for p in keep_dense)
     fn = _prune_one(model, method, shape, _kind(rounds, allocation), dense,
                     _options(grasp_temperature, criterion_options))
