@@ -34,10 +34,16 @@ explicit per-layer widths, so structured pruning can rebuild narrower members of
 
 A batch norm that normalizes the output of layer ``X`` is named ``X_bn``. The last named dense
 layer always outputs the logits.
+
+Initialization: every model initializes the zoo's way (its docstring says how) unless ``get`` is
+given ``init=``: ``"torch"`` (PyTorch's module defaults) or the scheme a reference code sets,
+named after it (``"synflow"``, ``"rethinking"``, ``"pytorch_prunes"``, ``"pfs"``); see
+``jaxprune/models/_init.py`` for each rule, its source and the families it covers.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import inspect
 from collections.abc import Callable, Mapping
@@ -45,6 +51,7 @@ from typing import Any, NamedTuple
 
 import flax.linen as nn
 
+from jaxprune.models import _init
 from jaxprune.models._cnn1d import CNN1D, cnn1d_mnist1d
 from jaxprune.models._convnets import ConvNet, conv_n
 from jaxprune.models._lenet import LeNet5, LeNet5Caffe, lenet5, lenet5_caffe
@@ -70,6 +77,8 @@ __all__ = [
     "default_input_shape",
     "describe",
     "options",
+    "init_schemes",
+    "family",
     "shortcut_a",
 ]
 
@@ -184,24 +193,60 @@ def describe(name: str) -> str:
 
 
 def options(name: str) -> dict[str, Any]:
-    """Keyword options of ``get(name, ...)`` besides ``num_classes``, with their defaults."""
+    """Keyword options of ``get(name, ...)`` besides ``num_classes``, with their defaults
+    (``init`` included)."""
     spec = _spec(name)
     params = inspect.signature(spec.factory).parameters.values()
     return {
-        p.name: p.default
-        for p in params
-        if p.kind is inspect.Parameter.KEYWORD_ONLY
-        and p.name != "num_classes"
-        and p.name not in spec.fixed
+        **{
+            p.name: p.default
+            for p in params
+            if p.kind is inspect.Parameter.KEYWORD_ONLY
+            and p.name != "num_classes"
+            and p.name not in spec.fixed
+        },
+        "init": "default",
     }
 
 
-def get(name: str, *, num_classes: int = 10, **options_: Any) -> nn.Module:
+#: The zoo family of each module class: what an init scheme's rules are keyed by.
+_FAMILIES: dict[type, str] = {
+    MLP: "mlp",
+    LeNet5: "lenet",
+    LeNet5Caffe: "lenet",
+    ConvNet: "conv_n",
+    VGG: "vgg",
+    ResNet: "resnet",
+    WideResNet: "wrn",
+    CNN1D: "cnn1d",
+}
+
+
+def family(name: str) -> str:
+    """The family of a registered model (``"mlp"``, ``"vgg"``, ``"resnet"``, ...)."""
+    return _FAMILIES[type(_spec(name).factory(**_spec(name).fixed))]
+
+
+def init_schemes(name: str | None = None) -> list[str]:
+    """The ``init`` values ``get`` accepts (for model ``name``: the ones with a rule for it)."""
+    if name is None:
+        return _init.schemes()
+    fam = family(name)
+    return [s for s in _init.schemes() if s == "default" or fam in _init.SCHEMES[s].rules
+            or "*" in _init.SCHEMES[s].rules]
+
+
+def get(name: str, *, num_classes: int = 10, init: str = "default", **options_: Any) -> nn.Module:
     """Build the registered model ``name`` (an unbound Flax Linen module).
 
     Args:
       name: one of ``names()``.
       num_classes: number of logits.
+      init: the initialization scheme: ``"default"`` (the zoo's own, see each model), ``"torch"``
+        (PyTorch's module defaults) or a reference code's scheme (``"synflow"``,
+        ``"rethinking"``, ``"pytorch_prunes"``, ``"pfs"``); ``init_schemes(name)`` lists those
+        that apply to ``name`` and ``jaxprune/models/_init.py`` their rules and sources. The
+        module's ``init`` applies it.
       **options_: family-specific options, see ``options(name)`` (widths, width_multiplier,
         shortcut, depth, ...).
 
@@ -209,7 +254,8 @@ def get(name: str, *, num_classes: int = 10, **options_: Any) -> nn.Module:
       The module; call ``init``/``apply`` with a batch shaped ``(N, *default_input_shape(name))``.
 
     Raises:
-      ValueError: unknown name, unknown option (both listing the valid ones) or a bad value.
+      ValueError: unknown name, unknown option (both listing the valid ones), a bad value, or
+        an init scheme without a rule for this model.
     """
     spec = _spec(name)
     valid = options(name)
@@ -221,4 +267,10 @@ def get(name: str, *, num_classes: int = 10, **options_: Any) -> nn.Module:
         )
     if not (isinstance(num_classes, int) and num_classes >= 1):
         raise ValueError(f"num_classes must be a positive int, got {num_classes!r}")
-    return spec.factory(**spec.fixed, num_classes=num_classes, **options_)
+    model = spec.factory(**spec.fixed, num_classes=num_classes, **options_)
+    fam = _FAMILIES[type(model)]
+    if _init.rule_for(init, fam, name) is None:  # "default": the zoo's module, unchanged
+        return model
+    fields = {f.name: getattr(model, f.name) for f in dataclasses.fields(model)
+              if f.init and f.name not in ("parent", "name")}
+    return _init.with_scheme(type(model), fam)(**fields, init_scheme=init)
