@@ -46,6 +46,15 @@ def _add_train_flags(p: argparse.ArgumentParser) -> None:
                    help="per-channel normalization with training-split statistics")
     p.add_argument("--width-multiplier", type=float, default=None,
                    help="scale every layer width of the model")
+    p.add_argument("--init", default=None, choices=_init_schemes(),
+                   help="initialization scheme: default (the zoo's), torch (PyTorch's module "
+                   "defaults) or a reference code's (synflow, rethinking, pytorch_prunes, pfs)")
+
+
+def _init_schemes() -> list[str]:
+    from jaxprune.models._init import schemes
+
+    return schemes()
 
 
 def _presets() -> list[str]:
@@ -59,8 +68,13 @@ def _config_from_args(args: argparse.Namespace):
 
     overrides = {f: getattr(args, f) for f in [*_TRAIN_FLAGS, "nesterov", "augment", "normalize"]}
     overrides = {k: v for k, v in overrides.items() if v is not None}
+    model_options = {}
     if args.width_multiplier is not None:
-        overrides["model_options"] = {"width_multiplier": args.width_multiplier}
+        model_options["width_multiplier"] = args.width_multiplier
+    if args.init not in (None, "default"):  # "default" stays out: old workdirs keep resuming
+        model_options["init"] = args.init
+    if model_options:
+        overrides["model_options"] = model_options
     return preset(args.preset, **overrides) if args.preset else TrainConfig(**overrides)
 
 
@@ -207,6 +221,9 @@ def cmd_prune_structured(args: argparse.Namespace) -> int:
     config.validate()
     if args.policy is None:
         raise ValueError(f"--structured needs --policy, one of {list(STRUCTURED_POLICIES)}")
+    if args.score_bn != "eval":
+        raise ValueError("--score-bn applies to weight criteria; the channel criteria of "
+                         "--structured score in their own fixed mode (see jaxprune.structured)")
     st.criteria.REGISTRY.check(args.criterion)
     if args.ratio is not None and not 0 <= args.ratio < 1:
         raise ValueError(f"--ratio is a fraction to remove, in [0, 1); got {args.ratio}")
@@ -225,9 +242,10 @@ def cmd_prune_structured(args: argparse.Namespace) -> int:
         "policy": args.policy, "ratio": args.ratio, "residual": args.residual,
         "per_class": args.per_class, "scratch": args.scratch, "from_workdir": args.from_workdir,
         "start_fingerprint": fingerprint(variables) if args.from_workdir else None,
-        "data_fingerprint": _data_fingerprint(train, test),
+        "data_fingerprint": _data_fingerprint(train, test), **_scoring_identity(args),
     })
-    xs, ys = pai.score_batches(train, [config.seed], args.per_class, normalize=config.normalize)
+    xs, ys = pai.score_batches(train, [config.seed], args.per_class, normalize=config.normalize,
+                               sampling=args.score_sampling)
     score_fn = st.criteria.get(args.criterion, structure=structure)
     scores = score_fn(variables, batch=(xs[0], ys[0]),
                       key=jax.random.fold_in(jax.random.key(config.seed), 3))
@@ -306,10 +324,12 @@ def cmd_prune(args: argparse.Namespace) -> int:
         "sparsity": sparsity, "seeds": seeds, "allocation": args.allocation, "rounds": rounds,
         "per_class": args.per_class, "keep_first_last": args.keep_first_last,
         "data_fingerprint": _data_fingerprint(train, test), **_scorer_identity(args),
+        **_scoring_identity(args),
     })
     batches = None
     if criteria.needs_data(args.criterion):
-        batches = pai.score_batches(train, seeds, args.per_class, normalize=config.normalize)
+        batches = pai.score_batches(train, seeds, args.per_class, normalize=config.normalize,
+                                    sampling=args.score_sampling)
     with warnings.catch_warnings():  # collapsed layers are reported in the tables below
         warnings.simplefilter("ignore", masks.LayerCollapseWarning)
         stacked = pai.prune_seeds(model, variables, args.criterion, sparsity, seeds=seeds,
@@ -371,16 +391,31 @@ def _subset(split, size: int | None):
 
 
 def _scorer_options(args: argparse.Namespace, methods: list[str]) -> dict[str, Any] | None:
-    """``{"scorer": DIR}`` for the autos criterion (checked now, before any work)."""
+    """Criterion options from the flags: ``{"scorer": DIR}`` for the autos criterion (checked
+    now, before any work), ``{"batch_norm": "train"}`` for ``--score-bn train``."""
     from jaxprune.criteria.learned import load_scorer
 
     if "autos" in methods and not args.scorer:
         raise ValueError("the autos criterion needs --scorer DIR (a scorer from "
                          "`jaxprune autos train`)")
-    if not args.scorer:
-        return None
-    load_scorer(args.scorer)  # a clear error now for a missing or outdated scorer
-    return {"scorer": str(args.scorer)}
+    options: dict[str, Any] = {}
+    if getattr(args, "score_bn", "eval") != "eval":
+        options["batch_norm"] = args.score_bn
+    if args.scorer:
+        load_scorer(args.scorer)  # a clear error now for a missing or outdated scorer
+        options["scorer"] = str(args.scorer)
+    return options or None
+
+
+def _scoring_identity(args: argparse.Namespace) -> dict[str, Any]:
+    """The scoring settings that differ from the defaults (absent when default, so workdirs
+    written before these flags existed still resume)."""
+    out = {}
+    if args.score_sampling != "balanced":
+        out["score_sampling"] = args.score_sampling
+    if args.score_bn != "eval":
+        out["score_bn"] = args.score_bn
+    return out
 
 
 def _scorer_identity(args: argparse.Namespace) -> dict[str, Any]:
@@ -576,6 +611,7 @@ def run_sweep(args: argparse.Namespace, config, *, title: str, command: str) -> 
     else:
         sparsities = [pai.compression_to_sparsity(10 ** e) for e in args.log10_compressions]
     train, test = _load_splits(config.dataset, config.data_dir)
+    train, test = _subset(train, args.train_subset), _subset(test, args.test_subset)
     model = models.get(config.model, num_classes=data.info(config.dataset).num_classes,
                        **config.model_options)
     seeds = list(range(config.seed, config.seed + args.seeds))
@@ -584,9 +620,11 @@ def run_sweep(args: argparse.Namespace, config, *, title: str, command: str) -> 
               {"log10_compressions": list(args.log10_compressions)})
     _claim(out, {"command": command, **config.to_dict(), "methods": list(args.methods),
                  **target, "seeds": args.seeds, "per_class": args.per_class,
-                 "data_fingerprint": _data_fingerprint(train, test), **_scorer_identity(args)})
+                 "data_fingerprint": _data_fingerprint(train, test), **_scorer_identity(args),
+                 **_scoring_identity(args)})
     rows = pai.sweep(model, train, test, config, methods=args.methods, sparsities=sparsities,
-                     seeds=seeds, per_class=args.per_class, workdir=str(out / "train"),
+                     seeds=seeds, per_class=args.per_class, score_sampling=args.score_sampling,
+                     workdir=str(out / "train"),
                      progress=not args.no_progress, criterion_options=options)
     table = pai.aggregate(rows)
     write_text_atomic(out / "networks.csv", to_csv(rows))
@@ -634,11 +672,22 @@ def _add_sweep_flags(p: argparse.ArgumentParser, *, epochs: int | None, out: str
                    help="compressions as powers of ten (1.0 = 10x = 90%% sparsity)")
     p.add_argument("--seeds", type=int, default=3, help="random inits per point")
     p.add_argument("--per-class", type=int, default=10, help="scoring examples per class")
+    p.add_argument("--score-sampling", default="balanced", choices=["balanced", "random"],
+                   help="scoring batch: --per-class examples of every class (balanced) or "
+                   "--per-class x classes random training examples (random: Synaptic-Flow's)")
+    p.add_argument("--score-bn", default="eval", choices=["eval", "train"],
+                   help="batch norm while scoring: running statistics (eval: Synaptic-Flow's "
+                   "default) or the scoring batch's (train)")
     p.add_argument("--out", default=out, help="folder for networks.csv, summary.csv, the plot and "
                    "the training checkpoints (rerun the same command to resume)")
     p.add_argument("--scorer", help="a trained AutoS scorer (for the autos method)")
     p.add_argument("--densities", nargs="+", type=float,
                    help="densities instead of --log10-compressions, e.g. 0.8 0.1 0.01")
+    p.add_argument("--train-subset", type=int,
+                   help="train (and score) on this many training examples (a fixed random "
+                   "subset)")
+    p.add_argument("--test-subset", type=int,
+                   help="evaluate on this many test examples (a fixed random subset)")
     p.add_argument("--no-progress", action="store_true")
     if epochs is not None:
         p.add_argument("--epochs", type=int, default=epochs)
@@ -774,6 +823,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rounds", type=int, default=None,
                    help="pruning rounds (default: 100 for synflow/iterative_snip, else 1)")
     p.add_argument("--per-class", type=int, default=10, help="scoring examples per class")
+    p.add_argument("--score-sampling", default="balanced", choices=["balanced", "random"],
+                   help="scoring batch: --per-class examples of every class (balanced) or "
+                   "--per-class x classes random training examples (random: Synaptic-Flow's)")
+    p.add_argument("--score-bn", default="eval", choices=["eval", "train"],
+                   help="batch norm while scoring: running statistics (eval: Synaptic-Flow's "
+                   "default) or the scoring batch's (train)")
     p.add_argument("--keep-first-last", action="store_true",
                    help="never prune the first and last layer")
     p.add_argument("--workdir", required=True, help="writes masks.npz and summary.json here")

@@ -73,12 +73,37 @@ def plot_accuracy_vs_compression(
       path: output file (PNG).
       title: figure title.
     """
+    plot_accuracy_panels({title: table}, path)
+
+
+def plot_accuracy_panels(
+    tables: Mapping[str, Sequence[Mapping[str, Any]]], path: str, *, title: str = ""
+) -> None:
+    """One accuracy-vs-compression panel per table (side by side, shared y axis), e.g. the same
+    sweep under two initializations; each panel as :func:`plot_accuracy_vs_compression`.
+
+    Args:
+      tables: panel title -> rows (``method``, ``compression``, ``acc_mean``, ``acc_std``).
+      path: output file (PNG).
+      title: figure title above the panels.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    n = len(tables)
+    fig, axes = plt.subplots(1, n, figsize=(6.4 * n, 4.2), sharey=True, squeeze=False)
+    for ax, (panel, table) in zip(axes[0], tables.items(), strict=True):
+        _draw_accuracy(ax, table, panel)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def _draw_accuracy(ax: Any, table: Sequence[Mapping[str, Any]], title: str) -> None:
     methods = list(dict.fromkeys(r["method"] for r in table))
     for method in methods:
         rs = sorted((r for r in table if r["method"] == method), key=lambda r: r["compression"])
@@ -102,9 +127,6 @@ def plot_accuracy_vs_compression(
         ax.set_title(title)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
 
 
 def plot_lottery(rows: Sequence[Mapping[str, Any]], path: str, *, title: str = "") -> None:

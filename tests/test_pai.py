@@ -361,3 +361,62 @@ def test_chance_accuracy_and_aggregate():
     assert (agg["collapsed_runs"], agg["at_chance_runs"]) == (1, 2)
     (single,) = pai.aggregate(rows[:1])
     assert np.isnan(single["acc_std"])  # one seed: no spread, not 0
+
+
+def test_snip_with_batch_norm_in_train_mode_uses_the_batch_statistics():
+    """criterion option batch_norm="train": SNIP's gradient through batch statistics (a
+    hand-written loss with ``train=True``), unlike the default eval mode."""
+    model, shape = _TinyBN(), (4, 4, 2)
+    variables = jax.tree.map(lambda a: a[0], pai.init_seeds(model, shape, [0]))
+    rng = np.random.default_rng(1)
+    batch = (jnp.asarray(rng.normal(size=(6, *shape)) * 3 + 1, jnp.float32),
+             jnp.asarray([0, 1, 2, 0, 1, 2]))
+
+    def snip_mask(train):
+        def loss(params):
+            out = model.apply({**variables, "params": params}, batch[0], train=train,
+                              mutable=["batch_stats"] if train else False)
+            logits = out[0] if train else out
+            return -jnp.mean(jax.nn.log_softmax(logits)[jnp.arange(6), batch[1]])
+        g = jax.grad(loss)(variables["params"])
+        scores = jax.tree.map(lambda p, d: jnp.abs(p * d), variables["params"], g)
+        return masks.mask_by_topk(scores, 0.5)
+
+    for mode in ("train", "eval"):
+        got = pai.prune(model, variables, "snip", 0.5, batch=batch,
+                        criterion_options={"batch_norm": mode})
+        jax.tree.map(np.testing.assert_array_equal, got, snip_mask(mode == "train"))
+    assert not all(jax.tree.leaves(jax.tree.map(np.array_equal, snip_mask(True),
+                                                snip_mask(False))))
+    with pytest.raises(ValueError, match="unknown batch_norm mode 'test'"):
+        pai.prune(model, variables, "snip", 0.5, batch=batch,
+                  criterion_options={"batch_norm": "test"})
+
+
+def test_random_score_batches_are_a_uniform_subset_like_synflows_prune_loader():
+    train = data.load("digits", "train")
+    xs, ys = pai.score_batches(train, [0, 1, 2], 10, sampling="random", normalize=False)
+    assert xs.shape == (3, 100, 8, 8, 1) and ys.shape == (3, 100)
+    balanced = 0
+    for i, s in enumerate([0, 1, 2]):
+        perm = np.asarray(jax.random.permutation(jax.random.fold_in(jax.random.key(s), 2),
+                                                 len(train[1])))
+        idx = np.sort(perm[:100])  # 10 x classes examples of the shuffled split
+        np.testing.assert_array_equal(np.asarray(xs[i]), train[0][idx])
+        np.testing.assert_array_equal(np.asarray(ys[i]), train[1][idx])
+        balanced += np.all(np.bincount(np.asarray(ys[i]), minlength=10) == 10)
+    assert balanced < 3  # not forced to 10 of each class
+    with pytest.raises(ValueError, match="unknown score sampling 'stratified'"):
+        pai.score_batches(train, [0], 10, sampling="stratified")
+    with pytest.raises(ValueError, match="needs 1..1442"):
+        pai.score_batches(train, [0], 1000, sampling="random")
+
+
+def test_cli_scoring_flags_are_part_of_the_workdir_identity(tmp_path, capsys):
+    base = ["prune", "--model", "lenet_300_100", "--dataset", "digits", "--criterion", "snip",
+            "--sparsity", "0.5", "--epochs", "0", "--no-progress", "--workdir", str(tmp_path)]
+    assert main([*base, "--score-sampling", "random"]) == 0
+    cfg = json.loads((tmp_path / "config.json").read_text())
+    assert cfg["score_sampling"] == "random" and "score_bn" not in cfg
+    assert main(base) == 2
+    assert "score_sampling" in capsys.readouterr().err

@@ -40,12 +40,27 @@ PyTree = Any
 METHODS = tuple(criteria.names())
 
 
-def model_fns(model: nn.Module, model_state: PyTree, input_shape: Sequence[int] = ()
-              ) -> criteria.ModelFns:
-    """The :class:`jaxprune.criteria.ModelFns` of ``model`` in eval mode (running statistics)."""
+#: Batch-norm modes of scoring: ``"eval"`` (running statistics; Synaptic-Flow's default,
+#: ``--prune-train-mode False``, for every pruner) or ``"train"`` (the scoring batch's own
+#: statistics; Synaptic-Flow's ``--prune-train-mode True``). Criterion option ``batch_norm``.
+BATCH_NORM_MODES = ("eval", "train")
+
+
+def model_fns(model: nn.Module, model_state: PyTree, input_shape: Sequence[int] = (), *,
+              batch_norm: str = "eval") -> criteria.ModelFns:
+    """The :class:`jaxprune.criteria.ModelFns` of ``model`` with batch norm in ``batch_norm``
+    mode (see :data:`BATCH_NORM_MODES`; "train" uses the batch's statistics and discards the
+    updated running ones)."""
+    if batch_norm not in BATCH_NORM_MODES:
+        raise ValueError(f"unknown batch_norm mode {batch_norm!r}; valid: "
+                         f"{', '.join(BATCH_NORM_MODES)}")
+    train_mode = batch_norm == "train" and bool(model_state)
 
     def apply_fn(params, x):
-        return model.apply({"params": params, **model_state}, x, train=False)
+        variables = {"params": params, **model_state}
+        if train_mode:
+            return model.apply(variables, x, train=True, mutable=list(model_state))[0]
+        return model.apply(variables, x, train=False)
 
     def loss_fn(params, batch):
         x, y = batch
@@ -162,7 +177,8 @@ def prune(
         the allocation must be global.
       grasp_temperature: GraSP's softmax temperature (200 in the reference code).
       criterion_options: further criterion settings by name, e.g. ``{"scorer": DIR}`` for
-        ``autos``; values must be hashable (strings, numbers).
+        ``autos``, ``{"batch_norm": "train"}`` to score with batch statistics (see
+        :data:`BATCH_NORM_MODES`); values must be hashable (strings, numbers).
 
     Returns:
       The bool mask pytree.
@@ -215,10 +231,12 @@ def scoring_fn(
     reused by every later call with the same model, method and shapes.
     """
     options = dict(options)
+    bn = options.pop("batch_norm", "eval")
 
     def score_fn(params: PyTree, *, batch: Any = None, key: jax.Array | None = None) -> PyTree:
         model_state, data = batch
-        crit = criteria.for_model(method, model_fns(model, model_state, input_shape), options)
+        fns = model_fns(model, model_state, input_shape, batch_norm=bn)
+        crit = criteria.for_model(method, fns, options)
         return crit(params, batch=data, key=key)
 
     return jax.jit(score_fn)
@@ -239,28 +257,47 @@ class Network(NamedTuple):
     seed: int
 
 
+#: How a scoring batch is drawn: ``"balanced"`` (``per_class`` examples of every class) or
+#: ``"random"`` (``per_class * classes`` examples drawn uniformly without replacement, as
+#: Synaptic-Flow's ``prune_loader``: ``randperm(len(train))[:prune_dataset_ratio * classes]``).
+SCORE_SAMPLINGS = ("balanced", "random")
+
+
 def score_batches(
     train: tuple[np.ndarray, np.ndarray], seeds: Sequence[int], per_class: int, *,
-    normalize: bool = True,
+    normalize: bool = True, sampling: str = "balanced",
 ) -> tuple[jax.Array, jax.Array]:
-    """One class-balanced scoring batch per seed, normalized like training: (S, B, ...), (S, B).
+    """One scoring batch per seed, normalized like training: (S, B, ...), (S, B).
 
-    Seed ``s`` draws its ``per_class`` examples of every class with ``fold_in(key(s), 2)``.
+    Seed ``s`` draws its examples with ``fold_in(key(s), 2)``; ``B = per_class * classes``
+    either way.
 
     Args:
       train: the training split as ``(images, labels)`` (what ``data.load`` returns, or a
         :class:`jaxprune.train.Split`).
       seeds: one batch per seed.
-      per_class: examples of each class per batch.
+      per_class: examples of each class per batch (``"balanced"``), or the batch size divided
+        by the number of classes (``"random"``).
       normalize: per-channel normalization with the split's statistics, as training does.
+      sampling: one of :data:`SCORE_SAMPLINGS`: class-balanced (default) or a uniform random
+        subset (Synaptic-Flow's, not balanced).
     """
+    if sampling not in SCORE_SAMPLINGS:
+        raise ValueError(f"unknown score sampling {sampling!r}; valid: "
+                         f"{', '.join(SCORE_SAMPLINGS)}")
     images, labels = train
     mean, std = preprocess.channel_stats(images) if normalize else (0.0, 1.0)
+    size = per_class * len(np.unique(np.asarray(labels)))
+    if sampling == "random" and not 0 < size <= len(labels):
+        raise ValueError(f"a random scoring batch of {per_class} x classes = {size} examples "
+                         f"needs 1..{len(labels)} (the training split's size)")
     xs, ys = [], []
     for s in seeds:
-        idx = batching.class_balanced_indices(
-            jax.random.fold_in(jax.random.key(int(s)), 2), labels, per_class
-        )
+        key = jax.random.fold_in(jax.random.key(int(s)), 2)
+        if sampling == "balanced":
+            idx = batching.class_balanced_indices(key, labels, per_class)
+        else:
+            idx = np.sort(np.asarray(jax.random.permutation(key, len(labels)))[:size])
         xs.append((images[idx] - mean) / std)
         ys.append(labels[idx])
     return jnp.asarray(np.stack(xs), jnp.float32), jnp.asarray(np.stack(ys))
@@ -448,6 +485,7 @@ def sweep(
     sparsities: Sequence[float],
     seeds: Sequence[int],
     per_class: int = 10,
+    score_sampling: str = "balanced",
     allocation: str = "global",
     keep_dense: Iterable[Sequence[str]] = (),
     include_dense: bool = True,
@@ -471,6 +509,7 @@ def sweep(
       sparsities: sparsities in [0, 1).
       seeds: one random init per seed.
       per_class: scoring examples per class (SNIP/GraSP/iterative SNIP).
+      score_sampling: how the scoring batches are drawn (:func:`score_batches`).
       allocation: layer budget for single-round methods (:func:`prune`).
       keep_dense: param paths never pruned.
       include_dense: also train the unpruned networks (method ``"dense"``, sparsity 0).
@@ -488,7 +527,8 @@ def sweep(
     input_shape = tuple(train.images.shape[1:])
     seeds = [int(s) for s in seeds]
     variables = init_seeds(model, input_shape, seeds)
-    batches = score_batches(train, seeds, per_class, normalize=config.normalize)
+    batches = score_batches(train, seeds, per_class, normalize=config.normalize,
+                            sampling=score_sampling)
     one_params = jax.tree.map(lambda a: a[0], variables["params"])
     for m in methods:  # refuse every bad target before any work
         for s in sparsities:
