@@ -57,6 +57,15 @@ def _init_schemes() -> list[str]:
     return schemes()
 
 
+def _add_scoring_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--score-sampling", default="balanced", choices=["balanced", "random"],
+                   help="scoring batch: --per-class examples of every class (balanced) or "
+                   "--per-class x classes random training examples (random: Synaptic-Flow's)")
+    p.add_argument("--score-bn", default="eval", choices=["eval", "train"],
+                   help="batch norm while scoring: running statistics (eval: Synaptic-Flow's "
+                   "default) or the scoring batch's (train)")
+
+
 def _presets() -> list[str]:
     from jaxprune.train import PRESETS
 
@@ -672,12 +681,7 @@ def _add_sweep_flags(p: argparse.ArgumentParser, *, epochs: int | None, out: str
                    help="compressions as powers of ten (1.0 = 10x = 90%% sparsity)")
     p.add_argument("--seeds", type=int, default=3, help="random inits per point")
     p.add_argument("--per-class", type=int, default=10, help="scoring examples per class")
-    p.add_argument("--score-sampling", default="balanced", choices=["balanced", "random"],
-                   help="scoring batch: --per-class examples of every class (balanced) or "
-                   "--per-class x classes random training examples (random: Synaptic-Flow's)")
-    p.add_argument("--score-bn", default="eval", choices=["eval", "train"],
-                   help="batch norm while scoring: running statistics (eval: Synaptic-Flow's "
-                   "default) or the scoring batch's (train)")
+    _add_scoring_flags(p)
     p.add_argument("--out", default=out, help="folder for networks.csv, summary.csv, the plot and "
                    "the training checkpoints (rerun the same command to resume)")
     p.add_argument("--scorer", help="a trained AutoS scorer (for the autos method)")
@@ -823,12 +827,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rounds", type=int, default=None,
                    help="pruning rounds (default: 100 for synflow/iterative_snip, else 1)")
     p.add_argument("--per-class", type=int, default=10, help="scoring examples per class")
-    p.add_argument("--score-sampling", default="balanced", choices=["balanced", "random"],
-                   help="scoring batch: --per-class examples of every class (balanced) or "
-                   "--per-class x classes random training examples (random: Synaptic-Flow's)")
-    p.add_argument("--score-bn", default="eval", choices=["eval", "train"],
-                   help="batch norm while scoring: running statistics (eval: Synaptic-Flow's "
-                   "default) or the scoring batch's (train)")
+    _add_scoring_flags(p)
     p.add_argument("--keep-first-last", action="store_true",
                    help="never prune the first and last layer")
     p.add_argument("--workdir", required=True, help="writes masks.npz and summary.json here")
