@@ -420,3 +420,20 @@ def test_cli_scoring_flags_are_part_of_the_workdir_identity(tmp_path, capsys):
     assert cfg["score_sampling"] == "random" and "score_bn" not in cfg
     assert main(base) == 2
     assert "score_sampling" in capsys.readouterr().err
+
+
+def test_synflow_scores_stay_float64_to_the_top_k_with_float64_params():
+    """Under ``jax.enable_x64`` with float64 params the whole pruning program is float64: the
+    scores reach the top-k unrounded (by default they are cast to the params' float32)."""
+    model = models.get("mlp_6x100", widths=(8,) * 5)
+    v = jax.tree.map(lambda a: a[0], pai.init_seeds(model, SHAPE, [0]))
+    fn = pai.scoring_fn(model, "synflow", SHAPE, pai._options(200.0, None))
+    assert {s.dtype for s in jax.tree.leaves(fn(v["params"], batch=({}, None)))} == {
+        jnp.dtype("float32")}
+    with jax.enable_x64(True):
+        v64 = jax.tree.map(lambda a: a.astype(jnp.float64), v)
+        scores = fn(v64["params"], batch=({}, None))
+        assert {s.dtype for s in jax.tree.leaves(scores)} == {jnp.dtype("float64")}
+        mask = pai.prune(model, v64, "synflow", 0.9, input_shape=SHAPE, rounds=10)
+    ref = pai.prune(model, v, "synflow", 0.9, input_shape=SHAPE, rounds=10)
+    assert _num_pruned(mask) == _num_pruned(ref)

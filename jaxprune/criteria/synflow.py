@@ -38,7 +38,10 @@ def synflow(
     float64 (a model built with ``dtype=jnp.float32`` would force float32 and lose this). With
     ``normalize=True`` the float64 scores are divided by their largest value (one positive number
     for the whole tree, so every ranking and mask is unchanged) before casting back to each leaf's
-    dtype, so they fit in float32 without overflow.
+    dtype, so they fit in float32 without overflow. To keep them float64 through the top-k, pass
+    float64 params inside ``jax.enable_x64(True)`` (the whole pruning program is then float64).
+    On Synaptic-Flow's MNIST setting (6x100 MLP, 100 rounds, 100x and 1000x, zoo and PyTorch
+    inits) the float32 cast changed no mask entry (``experiments/synflow_mnist``).
 
     Batch norm: ``apply_fn`` must run the model in eval mode (running statistics), as the
     reference does (``model.eval()`` by default). The reference also takes the absolute value of
