@@ -294,3 +294,22 @@ def test_doc_names_only_files_in_the_repo():
         if not any(list(REPO_ROOT.glob(p)) for p in _expand_braces(name)):
             missing.append(name)
     assert not missing, f"docs/benchmarks.md names files not in the repository: {missing}"
+
+
+def test_strategies_judges_auto_against_the_fastest_and_renders_the_saved_run():
+    from benchmarks import strategies
+
+    row = {"model": "m", "method": "magnitude", "n": 8, "rounds": None, "auto": "vmap",
+           "strategies": {"vmap": {"median_s": 0.3, "compile_s": 0.5}, "map": {"median_s": 0.1},
+                          "chunked": {"median_s": 0.2}, "loop": {"timed_out_after_s": 60.0}}}
+    strategies._judge(row)
+    assert row["best"] == "map" and not row["auto_ok"] and abs(row["auto_over_best"] - 3) < 1e-9
+    row["auto"] = "map"
+    assert strategies._judge(row)["auto_ok"]
+    table = strategies.markdown({"rows": [row]})
+    assert "> 60000 (stopped)" in table and "in 1 of 1 rows" in table
+    saved = Path(__file__).parent.parent / "benchmarks/results/2026-12-03-cpu-strategies.json"
+    run = json.loads(saved.read_text())
+    rendered = strategies.markdown(run)
+    assert "auto within 10% of the fastest in 13 of 18 rows" in rendered
+    assert rendered in (saved.parent.parent.parent / "docs/benchmarks.md").read_text()
