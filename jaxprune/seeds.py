@@ -43,8 +43,16 @@ The ``"auto"`` rule (:func:`choose_strategy`), from measurements on a 2-core CPU
         one ``jax.jit`` through ``compiler_options`` changes nothing (5.59 vs 1.42 s), so the
         rule cannot apply it per program. A seed's rounds dwarf a dispatch: the loop costs
         nothing there.
-  3. Otherwise on CPU (elementwise work, or only the inputs batched against shared weights, which
-     vmap folds into a bigger batch): ``"vmap"``, or ``"chunked"`` when ``chunk_size`` is given.
+  3. Otherwise on CPU, when one seed's work has no conv or matmul at all and loops
+     (:func:`has_elementwise_loop`: a ``while``/``scan`` of elementwise work, e.g. the exact
+     top-k's 32-step bit search over every score after random or magnitude scores) -> ``"map"``.
+     vmap makes each step of the loop sweep all N seeds' arrays, out of cache, where ``lax.map``
+     sweeps one seed's at a time (90% global masks from random / magnitude scores, medians,
+     ``python -m benchmarks.strategies``: LeNet-300-100, 32 seeds: map 37-49 ms, loop 47-59 ms,
+     vmap 149-204 ms; ResNet-20, 32 seeds: map 61 ms, loop 75 ms, vmap 280 ms).
+  4. Otherwise on CPU (straight-line elementwise work such as random inits, or only the inputs
+     batched against shared weights, which vmap folds into a bigger batch): ``"vmap"``, or
+     ``"chunked"`` when ``chunk_size`` is given.
 
 Sharding: with more than one device (``jax.devices()`` or ``devices=``), the seed axis is split
 over a one-axis mesh ``("seeds",)`` with ``shard_map``: each device runs its share with the chosen
@@ -336,10 +344,23 @@ def contracts_in_loop(jaxpr: Jaxpr, inside: bool = False) -> bool:
                for eqn, looped in _equations(jaxpr, inside))
 
 
+def has_elementwise_loop(jaxpr: Jaxpr) -> bool:
+    """Whether ``jaxpr`` (nested jaxprs included) has a ``while`` or ``scan`` loop with no
+    convolution or matmul inside (e.g. the exact top-k's bit search over all scores)."""
+
+    def contracts(sub: Jaxpr) -> bool:
+        return any(e.primitive.name in _CONTRACTIONS for e, _ in _equations(sub))
+
+    return any(eqn.primitive.name in _LOOPS
+               and not any(contracts(sub) for sub in jaxprs_in_params(eqn.params))
+               for eqn, _ in _equations(jaxpr))
+
+
 class _Profile(NamedTuple):
     grouped_convs: bool  # vmap would turn a conv into a grouped conv
     batched_matmuls: bool  # vmap would turn a matmul into a batched matmul
     looped: bool  # a conv or matmul runs in a loop of one seed's work
+    elementwise_loop: bool  # one seed's work has no conv/matmul and loops (a top-k's search)
 
 
 @functools.lru_cache(maxsize=128)
@@ -365,6 +386,8 @@ def _profile(fn: Callable, treedef: Any, flags: tuple, avals: tuple) -> _Profile
         grouped_convs=vmapped.conv_groups > plain.conv_groups,
         batched_matmuls=vmapped.dot_batch_dims > plain.dot_batch_dims,
         looped=contracts_in_loop(plain_jaxpr),
+        elementwise_loop=has_elementwise_loop(plain_jaxpr) and not any(
+            eqn.primitive.name in _CONTRACTIONS for eqn, _ in _equations(plain_jaxpr)),
     )
 
 
@@ -393,7 +416,7 @@ def _auto(
     profile = _profile(fn, treedef, flags, avals)
     if profile.grouped_convs or (profile.batched_matmuls and profile.looped):
         return "map" if devices else "loop"
-    return "map" if profile.batched_matmuls else vmapped
+    return "map" if profile.batched_matmuls or profile.elementwise_loop else vmapped
 
 
 def choose_strategy(

@@ -139,6 +139,9 @@ def test_choose_strategy_cpu_rule():
     assert seeds.choose_strategy(_elementwise, (keys, 1.0), in_axes=(0, None)) == "vmap"
     chunked = seeds.choose_strategy(_elementwise, (keys, 1.0), in_axes=(0, None), chunk_size=2)
     assert chunked == "chunked"
+    # Elementwise scores and the exact top-k's loop (magnitude, random): map, not vmap.
+    assert seeds.choose_strategy(_magnitude_mask, (keys,)) == "map"
+    assert seeds.choose_strategy(_magnitude_mask, (keys,), chunk_size=2) == "map"
     for backend in ("gpu", "tpu"):
         for fn, (args, axes) in ((PRUNE_CONV, seed_args), (_apply_mlp, data_args)):
             assert seeds.choose_strategy(fn, args, in_axes=axes, backend=backend) == "vmap"
@@ -258,6 +261,21 @@ def test_chunked_any_n_and_chunk_size(n, chunk):
 
 def _elementwise(key: jax.Array, scale: jax.Array) -> jax.Array:
     return jnp.tanh(scale * jax.random.normal(key, (6,))) ** 2
+
+
+def _magnitude_mask(key: jax.Array) -> jax.Array:
+    """An init's 70% global magnitude mask: elementwise scores, then the exact top-k."""
+    w = jax.random.normal(key, (64,))
+    return masks.keep_top(jnp.abs(w), 19)
+
+
+def test_has_elementwise_loop():
+    x = jnp.ones(8)
+    loop = lambda body: jax.make_jaxpr(lambda x: jax.lax.fori_loop(0, 3, body, x))(x).jaxpr
+    assert seeds.has_elementwise_loop(jax.make_jaxpr(lambda x: masks.keep_top(x, 3))(x).jaxpr)
+    assert seeds.has_elementwise_loop(loop(lambda i, y: y * 2.0))
+    assert not seeds.has_elementwise_loop(loop(lambda i, y: jnp.outer(y, y) @ y))  # contracts
+    assert not seeds.has_elementwise_loop(jax.make_jaxpr(lambda x: jnp.tanh(x) @ x)(x).jaxpr)
 
 
 def test_raw_uint32_keys_match_typed_keys():
