@@ -2,8 +2,8 @@
 
     python -m benchmarks.strategies                       # the grid below, ~30 min on 2 cores
     python -m benchmarks.strategies --models lenet_300_100 --methods magnitude --n 8
-    python -m benchmarks.strategies --out s.json --markdown s.md
-    python -m benchmarks.strategies --render s.json       # a saved run's table
+    python -m benchmarks.strategies --out strategies.json --markdown strategies.md
+    python -m benchmarks.strategies --render strategies.json   # a saved run's table
 
 Rows: model (LeNet-300-100, ResNet-20, Conv-6) x method (random, magnitude, SNIP, GraSP,
 SynFlow) x N seeds (8, 32), each pruned to 90% global sparsity by ``pai.prune_seeds`` as a user

@@ -286,7 +286,8 @@ def test_doc_names_only_files_in_the_repo():
     least one file); nothing outside it (``shared/``) is cited."""
     text = DOC.read_text()
     assert "shared/" not in text
-    examples = {"bench.json", "bench.md", "topk.json"}  # output names in example commands
+    # output names in example commands
+    examples = {"bench.json", "bench.md", "topk.json", "strategies.json", "strategies.md"}
     names = set(re.findall(r"[\w./*{},-]*\w\.(?:py|json|md|toml|yml)\b", text))
     assert names
     missing = []
