@@ -1,16 +1,18 @@
 """Which multi-seed strategy is fastest for ``pai.prune_seeds``, and does ``auto`` pick it?
 
-    python -m benchmarks.strategies                       # the grid below, ~30 min on 2 cores
+    python -m benchmarks.strategies                       # the grid below: hours on 2 cores
     python -m benchmarks.strategies --models lenet_300_100 --methods magnitude --n 8
     python -m benchmarks.strategies --out strategies.json --markdown strategies.md
     python -m benchmarks.strategies --render strategies.json   # a saved run's table
 
 Rows: model (LeNet-300-100, ResNet-20, Conv-6) x method (random, magnitude, SNIP, GraSP,
-SynFlow) x N seeds (8, 32), each pruned to 90% global sparsity by ``pai.prune_seeds`` as a user
-calls it (scores, top-k, the host-side checks), from stacked random inits and random scoring
-batches of 100 examples (``benchmarks.workloads.score_inputs``). Columns: every strategy of
-:data:`jaxprune.seeds.STRATEGIES` (``chunked`` with chunks of 8), what ``auto`` picks for that
-row and whether the pick is within 10% of the fastest.
+SynFlow) x N seeds (8, 32), each pruned to 90% global sparsity by the program ``pai.prune_seeds``
+runs (scores and top-k through ``seeds.map_stacked``; its host-side checks, the same under every
+strategy, are left out), from stacked random inits and random scoring batches of 100 examples
+(``benchmarks.workloads.score_inputs``). Run 10 (docs/benchmarks.md) measured 18 of the 30
+rows in about 45 minutes; SynFlow on 32 seeds takes 30-50 s per call under most strategies.
+Columns: every strategy of :data:`jaxprune.seeds.STRATEGIES` (``chunked`` with chunks of 8),
+what ``auto`` picks for that row and whether the pick is within 10% of the fastest.
 
 Each (row, strategy) runs in a fresh process (nothing cached between them, and a strategy that
 is many times slower can be cut off): the first call is timed apart (``first_s``: trace +
