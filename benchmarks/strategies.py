@@ -10,7 +10,7 @@ SynFlow) x N seeds (8, 32), each pruned to 90% global sparsity by the program ``
 runs (scores and top-k through ``seeds.map_stacked``; its host-side checks, the same under every
 strategy, are left out), from stacked random inits and random scoring batches of 100 examples
 (``benchmarks.workloads.score_inputs``). Run 10 (docs/benchmarks.md) measured 18 of the 30
-rows in about 45 minutes; SynFlow on 32 seeds takes 30-50 s per call under most strategies.
+rows in about 35 minutes; SynFlow on 32 seeds takes 30-50 s per call under most strategies.
 Columns: every strategy of :data:`jaxprune.seeds.STRATEGIES` (``chunked`` with chunks of 8),
 what ``auto`` picks for that row and whether the pick is within 10% of the fastest.
 
