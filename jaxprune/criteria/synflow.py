@@ -41,7 +41,7 @@ def synflow(
     dtype, so they fit in float32 without overflow. To keep them float64 through the top-k, pass
     float64 params inside ``jax.enable_x64(True)`` (the whole pruning program is then float64).
     On Synaptic-Flow's MNIST setting (6x100 MLP, 100 rounds, 100x and 1000x, zoo and PyTorch
-    inits) the float32 cast changed no mask entry (``experiments/synflow_mnist``).
+    inits) the float32 cast changed no mask entry (``experiments/synflow_mnist/layers.py``).
 
     Batch norm: ``apply_fn`` must run the model in eval mode (running statistics), as the
     reference does (``model.eval()`` by default). The reference also takes the absolute value of
