@@ -344,15 +344,16 @@ def contracts_in_loop(jaxpr: Jaxpr, inside: bool = False) -> bool:
                for eqn, looped in _equations(jaxpr, inside))
 
 
+def _contracts(jaxpr: Jaxpr) -> bool:
+    """Whether ``jaxpr`` (nested jaxprs included) has a convolution or matmul."""
+    return any(eqn.primitive.name in _CONTRACTIONS for eqn, _ in _equations(jaxpr))
+
+
 def has_elementwise_loop(jaxpr: Jaxpr) -> bool:
     """Whether ``jaxpr`` (nested jaxprs included) has a ``while`` or ``scan`` loop with no
     convolution or matmul inside (e.g. the exact top-k's bit search over all scores)."""
-
-    def contracts(sub: Jaxpr) -> bool:
-        return any(e.primitive.name in _CONTRACTIONS for e, _ in _equations(sub))
-
     return any(eqn.primitive.name in _LOOPS
-               and not any(contracts(sub) for sub in jaxprs_in_params(eqn.params))
+               and not any(_contracts(sub) for sub in jaxprs_in_params(eqn.params))
                for eqn, _ in _equations(jaxpr))
 
 
@@ -386,8 +387,7 @@ def _profile(fn: Callable, treedef: Any, flags: tuple, avals: tuple) -> _Profile
         grouped_convs=vmapped.conv_groups > plain.conv_groups,
         batched_matmuls=vmapped.dot_batch_dims > plain.dot_batch_dims,
         looped=contracts_in_loop(plain_jaxpr),
-        elementwise_loop=has_elementwise_loop(plain_jaxpr) and not any(
-            eqn.primitive.name in _CONTRACTIONS for eqn, _ in _equations(plain_jaxpr)),
+        elementwise_loop=has_elementwise_loop(plain_jaxpr) and not _contracts(plain_jaxpr),
     )
 
 
