@@ -26,6 +26,8 @@ _TRAIN_FLAGS: dict[str, tuple[str, Any, str]] = {
     "weight_decay": ("--weight-decay", float, "L2 coefficient"),
     "schedule": ("--schedule", str, "constant | step | cosine"),
     "warmup_epochs": ("--warmup-epochs", int, "linear warm-up epochs"),
+    "bn_l1": ("--bn-l1", float, "Network Slimming's sparsity s: s*sign(gamma) on every "
+              "batch-norm scale's gradient (0: off; the paper's CIFAR value 1e-4)"),
     "label_smoothing": ("--label-smoothing", float, "label smoothing in [0, 1)"),
     "seed": ("--seed", int, "seed for init, batch order and augmentation"),
     "checkpoint_every": ("--checkpoint-every", int, "checkpoint every N epochs"),
@@ -184,39 +186,36 @@ def _sparsity_from_args(args: argparse.Namespace) -> float:
     return args.sparsity
 
 
-STRUCTURED_POLICIES = ("ratio", "global", "macs", "li-vgg16-a", "li-resnet56-a",
-                       "li-resnet56-b")
+def _structured_policy(args, structure):
+    """The ``--policy`` from the library's registry, with ``--ratio`` where it takes one."""
+    from jaxprune.studies import structured as study
+
+    if args.policy is None:
+        raise ValueError(f"--structured needs --policy, one of {study.policy_names()}")
+    study.POLICIES.check(args.policy)
+    takes_ratio = study.POLICIES.info(args.policy)["ratio"]
+    if takes_ratio and args.ratio is None:
+        raise ValueError(f"--policy {args.policy} needs --ratio (the fraction of channels, or of "
+                         "MACs / params for 'macs' / 'params', to remove)")
+    if not takes_ratio and args.ratio is not None:
+        raise ValueError(f"--policy {args.policy} is a fixed published setting; drop --ratio")
+    kwargs = {"ratio": args.ratio} if takes_ratio else {}
+    if args.policy in ("ratio", "global"):
+        kwargs["on_empty"] = args.on_empty
+    return study.get_policy(args.policy, structure, **kwargs)
 
 
-def _structured_keep(args, structure, scores, input_shape):
-    """Keep-sets from the chosen ``--policy``."""
-    from jaxprune import structured as st
+def _modes(args) -> tuple[str, ...]:
+    from jaxprune.studies import structured as study
 
-    if args.policy in ("ratio", "global", "macs") and args.ratio is None:
-        raise ValueError(f"--policy {args.policy} needs --ratio (fraction of channels, or of "
-                         "MACs for 'macs', to remove)")
-    if args.policy == "ratio":
-        return st.prune_by_ratio(structure, scores, args.ratio)
-    if args.policy == "global":
-        return st.prune_by_global_threshold(structure, scores, ratio=args.ratio)
-    if args.policy == "macs":
-        dense = st.count_pruned(structure, input_shape=input_shape).macs
-        return st.prune_to_budget(structure, scores, macs=int((1 - args.ratio) * dense),
-                                  input_shape=input_shape).keep
-    if args.policy == "li-vgg16-a":
-        if structure.name != "vgg16":
-            raise ValueError("--policy li-vgg16-a needs --model vgg16")
-        widths = {f"conv{i + 1}": w for i, w in enumerate(st.LI_VGG16_A_WIDTHS)}
-        return st.prune_to_widths(structure, scores, widths)
-    variant = args.policy[-1].upper()
-    if not structure.name.startswith("resnet"):
-        raise ValueError(f"--policy {args.policy} needs a CIFAR ResNet (e.g. --model resnet56)")
-    return st.prune_by_ratio(structure, scores,
-                             st.li_resnet_ratios(structure, **st.LI_RESNET56[variant]))
+    if args.modes is not None and args.scratch:
+        raise ValueError("give --modes or --scratch (= --modes scratch-e), not both")
+    return study.check_modes(args.modes or (["scratch-e"] if args.scratch else ["finetune"]))
 
 
 def cmd_prune_structured(args: argparse.Namespace) -> int:
-    """``prune --structured``: channel scores, a policy, surgery; optionally fine-tune/scratch."""
+    """``prune --structured``: channel scores, a policy, surgery; then fine-tune / Scratch-E /
+    Scratch-B (:mod:`jaxprune.studies.structured` does the work; this parses and prints)."""
     import jax
     import orbax.checkpoint as ocp
 
@@ -224,48 +223,51 @@ def cmd_prune_structured(args: argparse.Namespace) -> int:
     from jaxprune import structured as st
     from jaxprune.report import format_table
     from jaxprune.studies import pai
-    from jaxprune.train import fingerprint, fit, init_model, write_json_atomic
+    from jaxprune.studies import structured as study
+    from jaxprune.train import fingerprint, init_model, write_json_atomic
 
     config = _config_from_args(args)
     config.validate()
-    if args.policy is None:
-        raise ValueError(f"--structured needs --policy, one of {list(STRUCTURED_POLICIES)}")
     if args.score_bn != "eval":
         raise ValueError("--score-bn applies to weight criteria; the channel criteria of "
                          "--structured score in their own fixed mode (see jaxprune.structured)")
     st.criteria.REGISTRY.check(args.criterion)
-    if args.ratio is not None and not 0 <= args.ratio < 1:
-        raise ValueError(f"--ratio is a fraction to remove, in [0, 1); got {args.ratio}")
+    modes = _modes(args)
+    finetune = config.replace(**{k: v for k, v in (
+        ("epochs", args.finetune_epochs), ("learning_rate", args.finetune_lr),
+        ("schedule", args.finetune_schedule)) if v is not None})
+    finetune.validate()
     train, test = _load_splits(config.dataset, config.data_dir)
     num_classes = data.info(config.dataset).num_classes
     input_shape = tuple(train.images.shape[1:])
     structure = st.channel_groups(config.model, residual=args.residual, num_classes=num_classes,
                                   **config.model_options)
+    policy = _structured_policy(args, structure)
     key = jax.random.fold_in(jax.random.key(config.seed), 0)
     variables = init_model(structure.model, key, train.images, model_name=config.model)
     if args.from_workdir:
         variables = _restore_matching(args.from_workdir, variables, config)
-    wd = Path(args.workdir)
+    xs, ys = pai.score_batches(train, [config.seed], args.per_class, normalize=config.normalize,
+                               sampling=args.score_sampling)
+    sel = study.select(structure, variables, criterion=args.criterion, policy=policy,
+                       batch=(xs[0], ys[0]), input_shape=input_shape,
+                       key=jax.random.fold_in(jax.random.key(config.seed), 3))
+    wd = Path(args.workdir)  # claimed only now: a policy that fails writes nothing
     _claim(wd, {
         "command": "prune --structured", **config.to_dict(), "criterion": args.criterion,
         "policy": args.policy, "ratio": args.ratio, "residual": args.residual,
         "per_class": args.per_class, "scratch": args.scratch, "from_workdir": args.from_workdir,
         "start_fingerprint": fingerprint(variables) if args.from_workdir else None,
         "data_fingerprint": _data_fingerprint(train, test), **_scoring_identity(args),
+        **({} if args.modes is None else {"modes": list(modes)}),
+        **({} if finetune == config else {"finetune": finetune.to_dict()}),
+        **({} if args.on_empty == "raise" else {"on_empty": args.on_empty}),
+        **({} if args.scratch_b_cap is None else {"scratch_b_cap": args.scratch_b_cap}),
     })
-    xs, ys = pai.score_batches(train, [config.seed], args.per_class, normalize=config.normalize,
-                               sampling=args.score_sampling)
-    score_fn = st.criteria.get(args.criterion, structure=structure)
-    scores = score_fn(variables, batch=(xs[0], ys[0]),
-                      key=jax.random.fold_in(jax.random.key(config.seed), 3))
-    keep = _structured_keep(args, structure, scores, input_shape)
-    pruned = st.prune_channels(structure, variables, keep, input_shape=input_shape)
-    before = st.count_pruned(structure, input_shape=input_shape)
-    after = st.count_pruned(structure, keep, input_shape=input_shape)
-    red = st.reduction(before, after)
-    options = st.narrow_options(structure, keep)
-    rows = [{"": "dense", "params": before.params, "MACs": before.macs},
-            {"": "pruned", "params": after.params, "MACs": after.macs},
+    red = st.reduction(sel.dense, sel.pruned)
+    options = st.narrow_options(structure, sel.keep)
+    rows = [{"": "dense", "params": sel.dense.params, "MACs": sel.dense.macs},
+            {"": "pruned", "params": sel.pruned.params, "MACs": sel.pruned.macs},
             {"": "removed %", "params": 100 * red["params"], "MACs": 100 * red["macs"]}]
     print(f"{config.model}: {args.criterion} scores, policy {args.policy}")
     print(format_table(rows))
@@ -274,23 +276,30 @@ def cmd_prune_structured(args: argparse.Namespace) -> int:
     summary = {"model": config.model, "dataset": config.dataset, "criterion": args.criterion,
                "policy": args.policy, "ratio": args.ratio, "residual": args.residual,
                "from_workdir": args.from_workdir, "narrow_options": options,
-               "dense": before._asdict(), "pruned": after._asdict(), "removed": red,
-               "keep": {g: [int(i) for i in idx] for g, idx in keep.items()}}
+               "dense": sel.dense._asdict(), "pruned": sel.pruned._asdict(), "removed": red,
+               "keep": {g: [int(i) for i in idx] for g, idx in sel.keep.items()}}
+    pruned = st.prune_channels(structure, variables, sel.keep, input_shape=input_shape)
     with ocp.StandardCheckpointer() as ckpt:
         ckpt.save((wd / "pruned_variables").absolute(), pruned.variables, force=True)
     if config.epochs > 0:
-        if args.scratch:  # Scratch-E: the pruned architecture, fresh random init
-            start = st.fresh_init(structure, keep, input_shape=input_shape,
-                                  key=jax.random.fold_in(jax.random.key(config.seed), 4))
-        else:
-            start = pruned
-        res = fit(start.model, start.variables, train, test, config,
-                  workdir=str(wd / ("scratch" if args.scratch else "finetune")),
-                  extra_config={"narrow_options": options}, progress=not args.no_progress)
-        summary["test_accuracy"] = res.results["test_accuracy"]
-        print(f"{'scratch' if args.scratch else 'fine-tuned'} for "
-              f"{_plural(config.epochs, 'epoch')}: "
-              f"test accuracy {res.results['test_accuracy']:.4f}")
+        scratch_key = jax.random.fold_in(jax.random.key(config.seed), 4)
+        rows, summary["modes"] = [], {}
+        for mode in modes:
+            start = study.start_point(mode, structure, variables, sel.keep, key=scratch_key,
+                                      input_shape=input_shape)
+            cfg = study.mode_config(mode, config, finetune, sel.dense.macs, sel.pruned.macs,
+                                    cap=args.scratch_b_cap)
+            # workdir names of the first version: finetune/ and scratch/ (= scratch-e)
+            sub = {"finetune": "finetune", "scratch-e": "scratch"}.get(mode, mode)
+            res = study._train(start.model, start.variables, train, test, cfg,
+                               workdir=str(wd), mode=sub, progress=not args.no_progress,
+                               extra={"narrow_options": options})
+            summary["modes"][mode] = res
+            rows.append({"mode": mode, "epochs": cfg.epochs,
+                         "test accuracy": res["test_accuracy"]})
+        if len(modes) == 1:
+            summary["test_accuracy"] = summary["modes"][modes[0]]["test_accuracy"]
+        print(format_table(rows))
     write_json_atomic(wd / "summary.json", summary)
     print(f"wrote {wd / 'summary.json'} and {wd / 'pruned_variables'}")
     return 0
@@ -838,10 +847,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--structured prunes whole channels and builds the narrower model; --criterion is then "
         "l1 | random | bn_scale | fisher")
     g.add_argument("--structured", action="store_true", help="prune channels, not weights")
-    g.add_argument("--policy", choices=STRUCTURED_POLICIES,
-                   help="ratio: --ratio of every group; global: one threshold; macs: remove "
-                   "--ratio of the MACs; li-*: Li et al. 2017's VGG-16-A / ResNet-56-A/B")
+    g.add_argument("--policy",
+                   help="ratio: --ratio of every group; global: one threshold (Network "
+                   "Slimming); macs / params: remove --ratio of the MACs / params; li-vgg16-a, "
+                   "li-resnet56-a, li-resnet56-b: Li et al. 2017's settings")
     g.add_argument("--ratio", type=float, help="fraction of channels (or MACs) to remove")
+    g.add_argument("--on-empty", choices=["raise", "clamp"], default="raise",
+                   help="a ratio that empties a layer: raise (default) or keep its best channel")
     g.add_argument("--residual", action="store_true",
                    help="also prune residual-stream channels of ResNets/WRNs (coupled per stage)")
     g.add_argument("--from-workdir", help="prune the trained network of this `train` workdir "
@@ -849,6 +861,16 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--scratch", action="store_true",
                    help="with --epochs: train the pruned architecture from a fresh init "
                    "(Scratch-E) instead of fine-tuning")
+    g.add_argument("--modes", nargs="+", choices=["finetune", "scratch-e", "scratch-b"],
+                   help="with --epochs: which of Rethinking's trainings to run (default "
+                   "finetune); the training flags are the large network's recipe (Scratch-E "
+                   "trains it as is, Scratch-B for its FLOPs: epochs x dense/pruned MACs)")
+    g.add_argument("--finetune-epochs", type=int, help="fine-tuning epochs (default --epochs)")
+    g.add_argument("--finetune-lr", type=float, help="fine-tuning learning rate (default --lr)")
+    g.add_argument("--finetune-schedule", help="fine-tuning schedule (default --schedule)")
+    g.add_argument("--scratch-b-cap", type=float,
+                   help="cap Scratch-B's epoch factor (the paper's ImageNet rule: 2; default "
+                   "uncapped, as the CIFAR code)")
     p.set_defaults(func=cmd_prune, epochs=0)
 
     p = sub.add_parser("lottery", help="lottery tickets: iterative magnitude pruning with "

@@ -376,3 +376,37 @@ def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+def test_structured_modes_and_refusals_write_nothing(tmp_path, capsys):
+    trained = tmp_path / "trained"
+    common = ["--model", "lenet_300_100", *DIGITS, "--optimizer", "adam", "--lr", "0.003"]
+    assert main(["train", *common, "--epochs", "1", "--workdir", str(trained)]) == 0
+    base = ["prune", "--structured", *common, "--criterion", "l1", "--from-workdir",
+            str(trained)]
+    for extra, message in [
+        (["--policy", "li-vgg16-a"], "is Li et al.'s setting for vgg16, not 'lenet_300_100'"),
+        (["--policy", "ratio", "--ratio", "0.999"], "'fc1' would keep 0 channel(s)"),
+        (["--policy", "ratio"], "--policy ratio needs --ratio"),
+        (["--policy", "li-vgg16-a", "--ratio", "0.5"], "drop --ratio"),
+        (["--policy", "nope"], "unknown structured policy 'nope'"),
+        (["--policy", "ratio", "--ratio", "0.5", "--modes", "finetune", "--scratch"],
+         "give --modes or --scratch"),
+    ]:
+        wd = tmp_path / "refused"
+        assert main([*base, *extra, "--epochs", "1", "--workdir", str(wd)]) == 2, extra
+        err = capsys.readouterr().err
+        assert message in err and err.count("\n") == 1, err
+        assert not wd.exists()
+    wd = tmp_path / "modes"
+    assert main([*base, "--policy", "ratio", "--ratio", "0.5", "--epochs", "2",
+                 "--finetune-epochs", "1", "--finetune-lr", "0.001",
+                 "--modes", "finetune", "scratch-e", "scratch-b", "--workdir", str(wd)]) == 0
+    summary = json.loads((wd / "summary.json").read_text())
+    # 64*300+300*100+100*10 = 50,200 MACs -> 64*150+150*50+50*10 = 17,600: int(2 * 2.85) = 5
+    assert {m: r["epochs"] for m, r in summary["modes"].items()} == {
+        "finetune": 1, "scratch-e": 2, "scratch-b": 5}
+    # Scratch-E keeps the workdir name of --scratch runs, scratch/
+    assert all((wd / sub / "results.json").exists() for sub in ("finetune", "scratch",
+                                                                  "scratch-b"))
+    assert "scratch-b" in capsys.readouterr().out

@@ -68,7 +68,7 @@ def _check_split(name: str, split: Split) -> None:
 
 #: TrainConfig fields the compiled train/eval programs depend on (the cache key of _programs).
 _RECIPE = ("epochs", "batch_size", "optimizer", "learning_rate", "momentum", "nesterov",
-           "weight_decay", "schedule", "milestones", "lr_decay", "warmup_epochs",
+           "weight_decay", "schedule", "milestones", "lr_decay", "warmup_epochs", "bn_l1",
            "label_smoothing", "augment", "normalize")
 
 
