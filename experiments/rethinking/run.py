@@ -2,6 +2,7 @@
 Scratch-B, through ``jaxprune.studies.structured``.
 
   python experiments/rethinking/run.py l1            # Li et al.'s VGG-16-A
+  python experiments/rethinking/run.py l1-resnet     # Li et al.'s ResNet-56-A and -B
   python experiments/rethinking/run.py slimming      # Network Slimming, two global ratios
   python experiments/rethinking/run.py unstructured  # magnitude pruning of conv weights
 
@@ -39,6 +40,10 @@ ROOT = HERE.parents[1]
 # study -> (model, width multiplier at CPU scale, arms). An arm: (label, kind, argument).
 STUDIES = {
     "l1": ("vgg16", 0.25, [("VGG-16-A", "policy", ("l1", "li-vgg16-a", {}))]),
+    "l1-resnet": ("resnet56", 0.5, [
+        ("ResNet-56-A", "policy", ("l1", "li-resnet56-a", {})),
+        ("ResNet-56-B", "policy", ("l1", "li-resnet56-b", {})),
+    ]),
     "slimming": ("vgg16", 0.25, [
         ("40% channels", "policy", ("bn_scale", "global", {"ratio": 0.4})),
         ("60% channels", "policy", ("bn_scale", "global", {"ratio": 0.6})),
