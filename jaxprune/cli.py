@@ -291,9 +291,9 @@ def cmd_prune_structured(args: argparse.Namespace) -> int:
                                     cap=args.scratch_b_cap)
             # workdir names of the first version: finetune/ and scratch/ (= scratch-e)
             sub = {"finetune": "finetune", "scratch-e": "scratch"}.get(mode, mode)
-            res = study._train(start.model, start.variables, train, test, cfg,
-                               workdir=str(wd), mode=sub, progress=not args.no_progress,
-                               extra={"narrow_options": options})
+            res = study.fit_mode(start.model, start.variables, train, test, cfg, name=sub,
+                                 workdir=str(wd), progress=not args.no_progress,
+                                 extra={"narrow_options": options})
             summary["modes"][mode] = res
             rows.append({"mode": mode, "epochs": cfg.epochs,
                          "test accuracy": res["test_accuracy"]})

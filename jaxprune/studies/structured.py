@@ -274,8 +274,13 @@ def start_point(mode: str, structure: st.Structure, variables: PyTree, keep: st.
     return st.fresh_init(structure, keep, key=key, input_shape=input_shape)
 
 
-def _train(model, variables, train, test, config, *, mask=None, workdir, mode, extra, progress):
-    wd = None if workdir is None else str(Path(workdir) / mode)
+def fit_mode(model: nn.Module, variables: PyTree, train: Split, test: Split,
+             config: TrainConfig, *, name: str, mask: PyTree | None = None,
+             workdir: str | None = None, extra: Mapping[str, Any] | None = None,
+             progress: bool = False) -> dict[str, Any]:
+    """Train one mode's network: ``fit`` in ``<workdir>/<name>`` (resumable), summarized as
+    ``{"epochs", "test_accuracy", "history": [test accuracy per epoch]}``."""
+    wd = None if workdir is None else str(Path(workdir) / name)
     res = fit(model, variables, train, test, config, mask=mask, workdir=wd, extra_config=extra,
               progress=progress)
     return {"epochs": config.epochs, "test_accuracy": float(res.results["test_accuracy"]),
@@ -332,9 +337,9 @@ def run(
                             key=jax.random.fold_in(key, 1), input_shape=input_shape)
         cfg = mode_config(mode, config, finetune_config, sel.dense.macs, sel.pruned.macs,
                           cap=cap)
-        out[mode] = _train(start.model, start.variables, train, test, cfg, workdir=workdir,
-                           mode=mode, extra={"narrow_options": options, "mode": mode},
-                           progress=progress)
+        out[mode] = fit_mode(start.model, start.variables, train, test, cfg, name=mode,
+                             workdir=workdir, extra={"narrow_options": options, "mode": mode},
+                             progress=progress)
     return StudyResult(sel, options, out)
 
 
@@ -407,7 +412,7 @@ def run_unstructured(
     for mode in modes:
         start = variables if mode == "finetune" else fresh
         cfg = mode_config(mode, config, finetune_config, dense, pruned, cap=cap)
-        out[mode] = _train(model, start, train, test, cfg, mask=mask, workdir=workdir,
-                           mode=mode, extra={"sparsity": sparsity, "mode": mode},
-                           progress=progress)
+        out[mode] = fit_mode(model, start, train, test, cfg, name=mode, mask=mask,
+                             workdir=workdir, extra={"sparsity": sparsity, "mode": mode},
+                             progress=progress)
     return UnstructuredResult(mask, dense, pruned, out)
