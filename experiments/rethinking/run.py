@@ -53,14 +53,32 @@ STUDIES = {
         ("95% weights", "weights", 0.95),
     ]),
 }
+#: --full: the paper's networks and ratios where the CPU scale departs from them (Slimming and
+#: weight-level pruning on VGG-19; Slimming at 70%; weight-level at 30% and 80%, plus 95%).
+FULL = {
+    "slimming": ("vgg19", 1.0, [("70% channels", "policy", ("bn_scale", "global",
+                                                           {"ratio": 0.7}))]),
+    "unstructured": ("vgg19", 1.0, [("30% weights", "weights", 0.3),
+                                    ("80% weights", "weights", 0.8),
+                                    ("95% weights", "weights", 0.95)]),
+}
 MODES = ("finetune", "scratch-e", "scratch-b")
+
+
+def model_options(args):
+    """The width, and with --full the reference's single linear classifier for the VGG-19 of
+    Network Slimming and weight-level pruning (the zoo's default is Li et al.'s 512-BN-10)."""
+    opts = {"width_multiplier": args.width}
+    if args.full and args.study in FULL:
+        opts["classifier_widths"] = ()
+    return opts
 
 
 def recipes(args):
     """The large network's recipe and the fine-tuning recipe (Rethinking's, scaled)."""
     large = preset("cifar_resnet", model=STUDIES[args.study][0], batch_size=64,
                    weight_decay=1e-4, epochs=args.epochs, data_dir=args.data_dir,
-                   model_options={"width_multiplier": args.width},
+                   model_options=model_options(args),
                    bn_l1=1e-4 if args.study == "slimming" else 0.0)
     finetune = large.replace(epochs=args.finetune_epochs, learning_rate=1e-3,
                              schedule="constant", bn_l1=0.0)
@@ -82,14 +100,14 @@ def run_seed(args, seed, train, test, rows):
     large_cfg, ft_cfg = recipes(args)
     large_cfg, ft_cfg = large_cfg.replace(seed=seed), ft_cfg.replace(seed=seed)
     wd = Path(args.workdir) / f"seed{seed}"
-    model = models.get(model_name, num_classes=10, width_multiplier=args.width)
+    model = models.get(model_name, num_classes=10, **model_options(args))
     init = init_model(model, jax.random.key(seed), train.images, model_name=model_name)
     t0 = time.time()
     res = fit(model, init, train, test, large_cfg, workdir=str(wd / "large"),
               progress=not args.no_progress)
     trained = {"params": res.state.params, **res.state.model_state}
     input_shape = tuple(train.images.shape[1:])
-    structure = st.channel_groups(model_name, width_multiplier=args.width)
+    structure = st.channel_groups(model_name, **model_options(args))
     dense = st.count_pruned(structure, input_shape=input_shape)
     base = {"study": args.study, "model": model_name, "seed": seed}
     rows.append({**base, "arm": "unpruned", "mode": "large", "epochs": large_cfg.epochs,
@@ -199,6 +217,7 @@ def main(argv=None) -> int:
     if args.full:
         args.epochs, args.finetune_epochs, args.width = 160, 40, 1.0
         args.train_subset = args.test_subset = 0
+        STUDIES.update(FULL)
     if args.width is None:
         args.width = STUDIES[args.study][1]
     if args.cap is None and args.study == "unstructured" and not args.full:
