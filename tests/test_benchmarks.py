@@ -314,3 +314,12 @@ def test_strategies_judges_auto_against_the_fastest_and_renders_the_saved_run():
     rendered = strategies.markdown(run)
     assert "auto within 10% of the fastest in 13 of 18 rows" in rendered
     assert rendered in (saved.parent.parent.parent / "docs/benchmarks.md").read_text()
+
+
+def test_train_seeds_row_trains_the_stacked_seeds():
+    from benchmarks import train_seeds
+
+    row = train_seeds._one("vgg16", 0.0625, "loop", 2)
+    assert {k: row[k] for k in ("model", "strategy", "seeds")} == {
+        "model": "vgg16", "strategy": "loop", "seeds": 2}
+    assert row["first_s"] > 0 and row["epoch_s"] > 0
