@@ -217,14 +217,13 @@ def cmd_prune_structured(args: argparse.Namespace) -> int:
     """``prune --structured``: channel scores, a policy, surgery; then fine-tune / Scratch-E /
     Scratch-B (:mod:`jaxprune.studies.structured` does the work; this parses and prints)."""
     import jax
-    import orbax.checkpoint as ocp
 
     from jaxprune import data
     from jaxprune import structured as st
     from jaxprune.report import format_table
     from jaxprune.studies import pai
     from jaxprune.studies import structured as study
-    from jaxprune.train import fingerprint, init_model, write_json_atomic
+    from jaxprune.train import fingerprint, init_model, save_tree, write_json_atomic
 
     config = _config_from_args(args)
     config.validate()
@@ -279,8 +278,7 @@ def cmd_prune_structured(args: argparse.Namespace) -> int:
                "dense": sel.dense._asdict(), "pruned": sel.pruned._asdict(), "removed": red,
                "keep": {g: [int(i) for i in idx] for g, idx in sel.keep.items()}}
     pruned = st.prune_channels(structure, variables, sel.keep, input_shape=input_shape)
-    with ocp.StandardCheckpointer() as ckpt:
-        ckpt.save((wd / "pruned_variables").absolute(), pruned.variables, force=True)
+    save_tree(wd / "pruned_variables", pruned.variables)
     if config.epochs > 0:
         scratch_key = jax.random.fold_in(jax.random.key(config.seed), 4)
         rows, summary["modes"] = [], {}

@@ -337,9 +337,10 @@ def test_ctrl_c_then_resume_says_so(tmp_path):
     assert "Traceback" not in err
     assert err.strip().splitlines()[-1].endswith("rerun the same command to resume from the "
                                                  "last checkpoint")
+    # The epoch of the last checkpoint (the metrics file is written with it, never apart).
+    epoch = json.loads((wd / "metrics.jsonl").read_text().splitlines()[-1])["epoch"]
     done = subprocess.run(_train_cmd(wd), env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
-    epoch = json.loads((wd / "metrics.jsonl").read_text().splitlines()[0])["epoch"]
     assert f"resuming from epoch {epoch} of 6" in done.stdout + done.stderr
 
 

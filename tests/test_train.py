@@ -220,6 +220,38 @@ def test_kill_and_resume_is_bitwise_identical(tmp_path):
     assert saved["test_accuracy"] == full.results["test_accuracy"]
 
 
+def test_ctrl_c_while_a_checkpoint_is_written_completes_it_then_interrupts(tmp_path):
+    """SIGINT delivered while orbax finishes a save (the moment that used to leave a traceback
+    or a hang): the checkpoint is completed and readable, then KeyboardInterrupt is raised."""
+    import os
+    import signal
+
+    state = {"w": jnp.arange(6.0).reshape(2, 3)}
+    wd = Workdir(tmp_path / "w")
+    finish = wd._manager.wait_until_finished
+
+    def interrupted_wait():
+        os.kill(os.getpid(), signal.SIGINT)
+        finish()
+
+    wd._manager.wait_until_finished = interrupted_wait
+    with pytest.raises(KeyboardInterrupt):
+        wd.save(1, state, [{"epoch": 1}])
+    wd._manager.wait_until_finished = finish
+    wd.close()
+    fresh = Workdir(tmp_path / "w")
+    assert fresh.latest_epoch() == 1
+    restored, history = fresh.restore(1, state)
+    np.testing.assert_array_equal(np.asarray(restored["w"]), np.asarray(state["w"]))
+    assert history == [{"epoch": 1}]
+    fresh.close()
+    # Outside a save the handler is the default again: Ctrl-C interrupts at once.
+    with pytest.raises(KeyboardInterrupt):
+        os.kill(os.getpid(), signal.SIGINT)
+        for _ in range(10**7):
+            pass
+
+
 def test_resume_with_a_different_config_is_refused(tmp_path):
     model = TinyMLP()
     train = _data()

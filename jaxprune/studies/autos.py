@@ -42,7 +42,7 @@ from tqdm.auto import tqdm
 from jaxprune import masks, models
 from jaxprune.criteria import learned as _autos
 from jaxprune.studies import lottery, pai
-from jaxprune.train import Split, write_json_atomic, write_text_atomic
+from jaxprune.train import Split, save_tree, write_json_atomic, write_text_atomic
 
 HOLDOUTS = ("run", "layer")
 
@@ -276,8 +276,7 @@ def save_scorer(scorer: _autos.Scorer, directory: str | Path,
     """
     d = Path(directory)
     d.mkdir(parents=True, exist_ok=True)
-    with ocp.StandardCheckpointer() as ckpt:
-        ckpt.save((d / "variables").absolute(), scorer.variables, force=True)
+    save_tree(d / "variables", scorer.variables)
     write_text_atomic(d / "curves.jsonl", "".join(json.dumps(r) + "\n" for r in curve))
     write_json_atomic(d / "scorer.json", {
         "feature_version": _autos.FEATURE_VERSION, "widths": list(scorer.widths),

@@ -51,7 +51,6 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
-import orbax.checkpoint as ocp
 from tqdm.auto import tqdm
 
 from jaxprune import criteria, masks, sanity
@@ -64,6 +63,7 @@ from jaxprune.train import (
     check_or_write_config,
     fingerprint,
     fit,
+    save_tree,
     split_variables,
     write_json_atomic,
 )
@@ -475,8 +475,7 @@ def _level_dir(root: Path, level: int) -> Path:
 def _save_tree(path: Path, tree: PyTree) -> None:
     if path.exists():
         return
-    with ocp.StandardCheckpointer() as ckpt:
-        ckpt.save(path.absolute(), tree)
+    save_tree(path, tree)
 
 
 def _npz(path: Path, arrays: Mapping[str, np.ndarray]) -> None:

@@ -35,7 +35,7 @@ from jaxprune.train.steps import (
     make_train_step,
     split_variables,
 )
-from jaxprune.train.workdir import Workdir, fingerprint
+from jaxprune.train.workdir import Workdir, fingerprint, sigint_deferred
 
 PyTree = Any
 EpochCallback = Callable[[int, TrainState, Mapping[str, Any]], None]
@@ -467,8 +467,9 @@ def fit(
             if wd is not None and (
                 (epoch + 1) % config.checkpoint_every == 0 or epoch + 1 == config.epochs
             ):
-                wd.save(epoch + 1, full(state), history)
-                wd.write_metrics(history)
+                with sigint_deferred():  # checkpoint and metrics file agree even on Ctrl-C
+                    wd.save(epoch + 1, full(state), history)
+                    wd.write_metrics(history)
             for cb in callbacks:
                 cb(epoch + 1, full(state), row)
     finally:

@@ -15,11 +15,14 @@ a metrics file that matches it exactly.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
+import signal
 import tempfile
-from collections.abc import Mapping
+import threading
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -112,6 +115,37 @@ def _umask() -> int:
     return mask
 
 
+@contextlib.contextmanager
+def sigint_deferred() -> Iterator[None]:
+    """Hold Ctrl-C (SIGINT) until the block ends, then raise ``KeyboardInterrupt``.
+
+    Orbax finishes a checkpoint in a background thread; an interrupt that lands in the main
+    thread while it waits leaves the save half-done (a traceback from orbax, or a hang in
+    ``close``). Inside this block the save completes, and the interrupt is raised right after.
+    Outside the main thread (signals cannot be handled there) it does nothing.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught: list[tuple[int, Any]] = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: caught.append((signum, frame)))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if caught and callable(previous):
+        previous(*caught[0])  # the default handler raises KeyboardInterrupt here
+    elif caught:
+        raise KeyboardInterrupt
+
+
+def save_tree(path: str | os.PathLike, tree: PyTree) -> None:
+    """Save a pytree of arrays to the folder ``path`` with orbax (replacing it; blocking; a
+    Ctrl-C meanwhile is raised once the folder is complete)."""
+    with sigint_deferred(), ocp.StandardCheckpointer() as ckpt:
+        ckpt.save(Path(path).absolute(), tree, force=True)
+
+
 class Workdir:
     """Files of one run. Creating it creates the directory; nothing else happens until asked."""
 
@@ -154,15 +188,17 @@ class Workdir:
         return self._manager.latest_step()
 
     def save(self, epoch: int, state: PyTree, history: list[Mapping[str, Any]]) -> None:
-        """Checkpoint ``state`` and the metric ``history`` after ``epoch`` (blocking)."""
-        self._manager.save(
-            epoch,
-            args=ocp.args.Composite(
-                state=ocp.args.StandardSave(state),
-                history=ocp.args.JsonSave({"history": [dict(r) for r in history]}),
-            ),
-        )
-        self._manager.wait_until_finished()
+        """Checkpoint ``state`` and the metric ``history`` after ``epoch`` (blocking; a Ctrl-C
+        meanwhile is raised once the checkpoint is complete, see :func:`sigint_deferred`)."""
+        with sigint_deferred():
+            self._manager.save(
+                epoch,
+                args=ocp.args.Composite(
+                    state=ocp.args.StandardSave(state),
+                    history=ocp.args.JsonSave({"history": [dict(r) for r in history]}),
+                ),
+            )
+            self._manager.wait_until_finished()
 
     def restore(self, epoch: int, like: PyTree) -> tuple[PyTree, list[dict[str, Any]]]:
         """Restore the state saved after ``epoch`` into the structure of ``like``."""
@@ -177,8 +213,7 @@ class Workdir:
 
     def save_snapshot(self, step: int, variables: PyTree) -> None:
         """Save variables captured after ``step`` (``snapshots/<step>``, blocking, atomic)."""
-        with ocp.StandardCheckpointer() as ckpt:
-            ckpt.save(self._snapshot_path(step), variables, force=True)
+        save_tree(self._snapshot_path(step), variables)
 
     def restore_snapshot(self, step: int, like: PyTree) -> PyTree:
         """The variables saved by :meth:`save_snapshot` for ``step``, shaped like ``like``."""
@@ -196,8 +231,9 @@ class Workdir:
         write_json_atomic(self.results_path, dict(results))
 
     def close(self) -> None:
-        self._manager.wait_until_finished()
-        self._manager.close()
+        with sigint_deferred():
+            self._manager.wait_until_finished()
+            self._manager.close()
 
 
 def restore_variables(path: str | os.PathLike) -> PyTree:
