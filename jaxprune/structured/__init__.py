@@ -24,7 +24,7 @@ widths and rebuilds narrower members with ``models.get``.
                                   ``prune_by_global_threshold``
   Crowley et al. 2018             ``fisher`` + ``prune_greedily``; ``reduce_to_budget``
   Liu et al. 2019 (Rethinking)    ``fresh_init`` (Scratch-E/B)
-  Wang et al. 2020 (PfS)          ``init_gates``/``apply_with_gates`` + ``prune_to_budget``
+  Wang et al. 2020 (PfS)          ``init_gates``/``apply_with_gates`` + ``prune_to_reduction``
   ==============================  =====================================================
 """
 
@@ -54,6 +54,7 @@ from jaxprune.structured.policies import (
     prune_by_ratio,
     prune_greedily,
     prune_to_budget,
+    prune_to_reduction,
     prune_to_widths,
 )
 from jaxprune.structured.reduced import Reduced, reduce_to_budget
@@ -108,6 +109,7 @@ __all__ = [
     "prune_channels",
     "prune_greedily",
     "prune_to_budget",
+    "prune_to_reduction",
     "prune_to_widths",
     "reduce_to_budget",
     "reduction",

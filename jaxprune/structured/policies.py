@@ -6,7 +6,10 @@
   prune_by_global_threshold      one threshold over all groups' raw scores (Network Slimming)
   prune_greedily                 one channel at a time, fine-tuning in between (Crowley et al.)
   prune_to_budget                the global threshold (or uniform ratio) found by bisection to
-                                 fit a MAC or parameter budget (Pruning from Scratch)
+                                 fit a MAC or parameter budget
+  prune_to_reduction             the global threshold whose MAC (or parameter) reduction against
+                                 a reference model is nearest a target, within a tolerance
+                                 (Pruning from Scratch's bisection)
   =============================  ==========================================================
 
 Scores are ``{group: (width,) array}`` (higher = kept), as the channel criteria return.
@@ -56,6 +59,25 @@ class Budgeted(NamedTuple):
 
     keep: Keep
     counts: Counts
+
+
+class Reduced(NamedTuple):
+    """Result of :func:`prune_to_reduction`.
+
+    Attributes:
+      keep: kept channel indices per group.
+      counts: the pruned model's counts.
+      reduction: ``1 - counts.<metric> / reference`` achieved.
+      removed: how many channels were removed.
+      skipped: how many channels ranked below the last removed one were kept because removing
+        them would overshoot the target (0 when a plain global threshold hits it).
+    """
+
+    keep: Keep
+    counts: Counts
+    reduction: float
+    removed: int
+    skipped: int
 
 
 class Greedy(NamedTuple):
@@ -396,6 +418,115 @@ def prune_to_budget(
         keep = keep_of(hi)
     keep = check_keep(structure, keep)
     return Budgeted(keep, count(keep))
+
+
+def prune_to_reduction(
+    structure: Structure,
+    scores: Scores,
+    reduction: float,
+    *,
+    reference: int,
+    metric: str = "macs",
+    tolerance: float = 1e-3,
+    fill: bool = True,
+    input_shape: Sequence[int] | None = None,
+    groups: Iterable[str] | None = None,
+    min_channels: int = 1,
+) -> Reduced:
+    """The global threshold whose reduction against ``reference`` hits ``reduction``.
+
+    Channels are removed in one global order (lowest score first, ties as the module docstring
+    says); removing more never adds cost, so bisection over how many are removed finds the two
+    global cuts on either side of the target exactly. If the nearer is within ``tolerance`` it
+    is returned. Otherwise (one channel costs more than the tolerance window: a ResNet-56
+    block channel is 0.06-0.24% of the model's MACs, while 0.1% of a 50% target is 0.05%) and
+    with ``fill``, removal goes on down the same order from the lower cut, keeping any channel
+    whose removal would overshoot the window, until inside it.
+
+    Pruning from Scratch (Wang et al. 2020) searches this way over its learned gates, with
+    ``reference`` the MACs of the *standard-width* model while the gates live on a wider one,
+    and accepts ``|achieved - target| / target <= 0.001`` (``prune_model.py``: ``args.eps``);
+    where its 10 halvings of the kept ratio miss that window it silently keeps the last try.
+    Here a miss is an error.
+
+    Args:
+      structure: the groups (of the possibly expanded model that carries the scores).
+      scores: ``{group: (width,)}`` for the selected groups.
+      reduction: target ``1 - pruned / reference``, in (0, 1).
+      reference: the count the reduction is measured against (e.g. the standard model's MACs).
+      metric: ``"macs"`` or ``"params"``.
+      tolerance: accepted relative error ``|achieved - reduction| / reduction``.
+      fill: when no global cut is within the tolerance, fill the gap as described above
+        (``False``: raise instead).
+      input_shape: per-example input shape for counting (default: the model's registered one).
+      groups: groups that may be pruned (default: all).
+      min_channels: the fewest channels a group may keep.
+
+    Returns:
+      :class:`Reduced` ``(keep, counts, reduction, removed, skipped)``.
+
+    Raises:
+      ValueError: a target outside (0, 1), an unknown metric, a target beyond what removing
+        every removable channel reaches (or short of the unpruned model's own reduction), or no
+        structure within the tolerance (the two nearest global cuts are named).
+
+    Reference: Wang et al. 2020, "Pruning from Scratch", https://arxiv.org/abs/1909.12579
+    """
+    if not 0.0 < reduction < 1.0:
+        raise ValueError(f"target reduction must lie in (0, 1), got {reduction}")
+    if metric not in ("macs", "params"):
+        raise ValueError(f"metric must be 'macs' or 'params', got {metric!r}")
+    if not (reference > 0 and tolerance >= 0):
+        raise ValueError(f"need reference > 0 and tolerance >= 0, got {reference}, {tolerance}")
+    _check_args(min_channels, "clamp")
+    count = cost_model(structure, input_shape=input_shape)
+    cands = _global_candidates(structure, _scores(structure, scores, groups), min_channels,
+                               "clamp")
+    _, gids, idxs, names = cands
+
+    def achieved_by(removed: np.ndarray) -> float:  # removed: bool over the candidates
+        keep = _keep_from_removed(structure, {name: idxs[removed & (gids == gi)]
+                                               for gi, name in enumerate(names)})
+        return 1.0 - getattr(count(keep), metric) / reference
+
+    first = lambda n: np.arange(idxs.size) < n
+    achieved = lambda n: achieved_by(first(n))
+    hi = idxs.size
+    lo_r, hi_r = achieved(0), achieved(hi)
+    if not lo_r <= reduction <= hi_r:
+        raise ValueError(
+            f"no structure reduces {metric} by {reduction:.2%}: from these scores the "
+            f"reductions against {reference:,} run from {lo_r:.2%} (nothing removed) to "
+            f"{hi_r:.2%} ({min_channels} channel(s) left per group); choose a target in between"
+        )
+    lo = 0  # achieved(lo) <= reduction <= achieved(hi)
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        lo, hi = (mid, hi) if achieved(mid) <= reduction else (lo, mid)
+    window = tolerance * reduction
+    n = min((lo, hi), key=lambda k: (abs(achieved(k) - reduction), k))
+    removed, skipped = first(n), 0
+    if abs(achieved(n) - reduction) > window and fill:
+        removed = first(lo)
+        for i in range(lo, idxs.size):
+            removed[i] = True
+            got = achieved_by(removed)
+            if got > reduction + window:
+                removed[i], skipped = False, skipped + 1
+            elif got >= reduction - window:
+                break
+    got = achieved_by(removed)
+    if abs(got - reduction) > window:
+        raise ValueError(
+            f"no structure from these scores reduces {metric} by {reduction:.2%} within "
+            f"{tolerance:g} (relative): removing {lo} channels gives {achieved(lo):.4%}, "
+            f"{hi} gives {achieved(hi):.4%}"
+            + ("; filling the gap with cheaper channels did not reach it either" if fill else "")
+            + "; raise the tolerance or move the target"
+        )
+    keep = check_keep(structure, _keep_from_removed(
+        structure, {name: idxs[removed & (gids == gi)] for gi, name in enumerate(names)}))
+    return Reduced(keep, count(keep), float(got), int(removed.sum()), skipped)
 
 
 def prune_greedily(
