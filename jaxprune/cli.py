@@ -605,6 +605,255 @@ def cmd_autos_train(args: argparse.Namespace) -> int:
     return 0
 
 
+# ---------------------------------------------------------------------------------------------
+# scratch: Pruning from Scratch (jaxprune.studies.scratch does the work; these parse and print).
+# ---------------------------------------------------------------------------------------------
+
+
+def _scratch_splits(args, dataset: str):
+    """(gate-training split, validation split, test split): the validation split is the last
+    ``--val-size`` training examples (as the official code holds out part of the training
+    set), ``--train-subset`` draws from the rest."""
+    from jaxprune.train import Split
+
+    train, test = _load_splits(dataset, args.data_dir)
+    if not 0 < args.val_size < len(train.labels):
+        raise ValueError(f"--val-size must lie in (0, {len(train.labels)}), got {args.val_size}")
+    cut = len(train.labels) - args.val_size
+    val = Split(train.images[cut:], train.labels[cut:])
+    rest = _subset(Split(train.images[:cut], train.labels[:cut]), args.train_subset)
+    return rest, val, _subset(test, args.test_subset)
+
+
+def cmd_scratch_search(args: argparse.Namespace) -> int:
+    """``scratch search``: gates on N frozen networks (random, or trained first), one
+    architecture per network at the target MAC reduction."""
+    import json
+
+    import jax.numpy as jnp
+    import numpy as np
+
+    from jaxprune import data
+    from jaxprune import seeds as seeds_lib
+    from jaxprune.report import format_table
+    from jaxprune.studies import scratch
+    from jaxprune.train import fit, write_json_atomic
+
+    if args.seeds < 1:
+        raise ValueError(f"--seeds is the number of random networks, at least 1; got {args.seeds}")
+    gate_cfg = scratch.GateConfig(epochs=args.gate_epochs, batch_size=args.batch_size,
+                                  learning_rate=args.gate_lr, penalty=args.penalty,
+                                  target=args.target, seed=args.data_seed).validate()
+    options = json.loads(args.options) if args.options else {}
+    if args.width_multiplier is not None:
+        options["width_multiplier"] = args.width_multiplier
+    if args.init not in (None, "default"):
+        options["init"] = args.init
+    info = data.info(args.dataset)
+    options["num_classes"] = info.num_classes
+    structure, standard = scratch.expanded_structure(args.model, options, args.expansion)
+    reference = scratch.standard_macs(args.model, **standard)
+    ones = {g.name: np.ones(g.width) for g in structure.groups}
+    scratch.search(structure, ones, args.reduction, reference_macs=reference,
+                   tolerance=float("inf"))  # a target no structure reaches fails here, first
+    train, val, _ = _scratch_splits(args, args.dataset)
+    seeds = list(range(args.first_seed, args.first_seed + args.seeds))
+    wd = Path(args.workdir)
+    _claim(wd, {"command": "scratch search", "model": args.model, "dataset": args.dataset,
+                "options": standard, "expansion": args.expansion, "seeds": seeds,
+                "reduction": args.reduction, "tolerance": args.tolerance,
+                "gates": gate_cfg.to_dict(), "pretrain_epochs": args.pretrain_epochs,
+                "val_size": args.val_size, "train_subset": args.train_subset,
+                "test_subset": args.test_subset, "strategy": args.strategy,
+                "data_fingerprint": _data_fingerprint(train, val), "data_dir": args.data_dir})
+    keys = seeds_lib.seed_keys(seeds, 0)
+    variables = seeds_lib.init_seeds(
+        lambda k, x: structure.model.init(k, x, train=False), keys,
+        jnp.zeros((1, *train.images.shape[1:]), jnp.float32))
+    how = "random"
+    if args.pretrain_epochs:
+        cfg = scratch.train_config(args.pretrain_epochs, 0.0, model=args.model,
+                                   dataset=args.dataset, data_dir=args.data_dir,
+                                   augment=train.images.ndim == 4)
+        print(f"training the {len(seeds)} expanded networks first ({args.pretrain_epochs} "
+              "epochs)")
+        res = fit(structure.model, variables, train, val, cfg, seeds=seeds,
+                  workdir=str(wd / "pretrain"), progress=not args.no_progress)
+        variables = {"params": res.state.params, **res.state.model_state}
+        how = f"trained {args.pretrain_epochs} epochs"
+    print(f"learning gates on {len(seeds)} frozen {how} {args.model} networks "
+          f"(x{args.expansion:g} widths, {sum(g.width for g in structure.groups):,} gates)")
+    result, found = scratch.search_seeds(
+        structure, variables, seeds, train, val, gate_cfg, args.reduction,
+        reference_macs=reference, tolerance=args.tolerance, strategy=args.strategy,
+        progress=not args.no_progress)
+    names = structure.group_names
+    np.savez(wd / "gates.npz", **{n: np.asarray(result.gates[n]) for n in names})
+    records = [{"seed": f.seed, "selected_epoch": f.selected_epoch, "met_target": f.met_target,
+                "val_accuracy": f.val_accuracy, "reduction": f.searched.reduction,
+                "macs": f.searched.counts.macs, "params": f.searched.counts.params,
+                "widths": [f.searched.widths[n] for n in names],
+                "keep": {n: [int(i) for i in f.searched.keep[n]] for n in names}}
+               for f in found]
+    write_json_atomic(wd / "search.json", {
+        "groups": names, "full_widths": [structure.group(n).width for n in names],
+        "reference_macs": reference, "initialization": how, "strategy": result.strategy,
+        "found": records, "history": result.history})
+    print(format_table([{k: r[k] for k in ("seed", "selected_epoch", "met_target",
+                                           "val_accuracy", "reduction", "macs", "params")}
+                        for r in records]))
+    missed = [r["seed"] for r in records if not r["met_target"]]
+    if missed:
+        print(f"seeds {missed}: no epoch reached <= {args.target:g} nonzero gates; their last "
+              "epoch was used (as the official code does); more --gate-epochs get there")
+    print(f"wrote {wd / 'search.json'} and {wd / 'gates.npz'}")
+    return 0
+
+
+def _read_search(workdir: str) -> tuple[dict, dict]:
+    import json
+
+    wd = Path(workdir)
+    for f in ("config.json", "search.json"):
+        if not (wd / f).is_file():
+            raise FileNotFoundError(f"{wd} holds no {f}: is it a `jaxprune scratch search` "
+                                    "workdir that finished?")
+    config = json.loads((wd / "config.json").read_text())
+    if config.get("command") != "scratch search":
+        raise ValueError(f"{wd} is not a `jaxprune scratch search` workdir")
+    return config, json.loads((wd / "search.json").read_text())
+
+
+def cmd_scratch_train(args: argparse.Namespace) -> int:
+    """``scratch train``: every architecture of a search, from a new random init, with
+    Scratch-B's budget; optionally the standard network beside them."""
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+
+    from jaxprune import models
+    from jaxprune import structured as st
+    from jaxprune.report import format_table
+    from jaxprune.studies import scratch
+    from jaxprune.train import fit, write_json_atomic
+
+    if args.epochs < 1:
+        raise ValueError(f"--epochs (the standard model's budget) must be >= 1, got "
+                         f"{args.epochs}")
+    config, search = _read_search(args.source)
+    structure, standard = scratch.expanded_structure(config["model"], config["options"],
+                                                     config["expansion"])
+    found = search["found"]
+    picked = found if args.seed_index is None else [found[i] for i in args.seed_index
+                                                    if 0 <= i < len(found)]
+    if args.seed_index is not None and len(picked) != len(args.seed_index):
+        raise ValueError(f"--seed-index must lie in [0, {len(found)}), got {args.seed_index}")
+    args.data_dir = args.data_dir or config.get("data_dir")
+    train, test = _load_splits(config["dataset"], args.data_dir)
+    train, test = _subset(train, args.train_subset), _subset(test, args.test_subset)
+    p = config["reduction"]
+    cfg = scratch.train_config(args.epochs, p, model=config["model"], dataset=config["dataset"],
+                               augment=train.images.ndim == 4, learning_rate=args.lr)
+    wd = Path(args.workdir)
+    _claim(wd, {"command": "scratch train", "source": str(Path(args.source).resolve()),
+                "found": [r["seed"] for r in picked], "epochs": args.epochs, "lr": args.lr,
+                "standard": args.standard, "train_subset": args.train_subset,
+                "test_subset": args.test_subset,
+                "data_fingerprint": _data_fingerprint(train, test)})
+    x0 = jnp.zeros((1, *train.images.shape[1:]), jnp.float32)
+    rows = []
+    jobs = [("pruned", r) for r in picked]
+    if args.standard:
+        jobs += [("standard", r) for r in picked]
+    for kind, r in jobs:
+        key = jax.random.fold_in(jax.random.key(r["seed"]), 2)
+        if kind == "pruned":
+            keep = {n: np.asarray(k) for n, k in r["keep"].items()}
+            net = st.fresh_init(structure, keep, key=key, input_shape=train.images.shape[1:])
+            model, variables, run_cfg = net.model, net.variables, cfg
+        else:
+            model = models.get(config["model"], **standard)
+            variables = model.init(key, x0, train=False)
+            run_cfg = cfg.replace(epochs=args.epochs)
+        print(f"{kind} network of seed {r['seed']}: {run_cfg.epochs} epochs")
+        res = fit(model, variables, train, test, run_cfg.replace(seed=r["seed"]),
+                  workdir=str(wd / f"{kind}_seed{r['seed']}"), progress=not args.no_progress)
+        rows.append({"network": kind, "seed": r["seed"], "epochs": run_cfg.epochs,
+                     "test_accuracy": float(res.results["test_accuracy"]),
+                     "macs": r["macs"] if kind == "pruned" else search["reference_macs"],
+                     "reduction": r["reduction"] if kind == "pruned" else 0.0})
+    summary = []
+    for kind in dict.fromkeys(r["network"] for r in rows):
+        acc = np.array([r["test_accuracy"] for r in rows if r["network"] == kind])
+        summary.append({"network": kind, "runs": len(acc), "test acc % mean": 100 * acc.mean(),
+                        "std": 100 * acc.std(ddof=1) if len(acc) > 1 else None})
+    write_json_atomic(wd / "results.json", {"runs": rows, "summary": summary,
+                                            "initialization": search["initialization"]})
+    print(format_table(rows))
+    print(format_table(summary))
+    print(f"wrote {wd / 'results.json'}")
+    return 0
+
+
+def cmd_scratch_diversity(args: argparse.Namespace) -> int:
+    """``scratch diversity``: compare the architectures of several searches (e.g. from random
+    and from trained weights): distances, spread, a permutation test, CSV and PNG."""
+    import numpy as np
+
+    from jaxprune.report import format_table, plot_structure_diversity, to_csv
+    from jaxprune.studies import scratch
+    from jaxprune.train import write_json_atomic, write_text_atomic
+
+    labels = args.labels or [Path(s).name for s in args.sources]
+    if len(labels) != len(args.sources) or len(set(labels)) != len(labels):
+        raise ValueError("--labels needs one distinct label per --from workdir")
+    groups, layers, full, ident = {}, None, None, None
+    for label, src in zip(labels, args.sources, strict=True):
+        config, search = _read_search(src)
+        key = (config["model"], json_dumps(config["options"]), config["expansion"],
+               config["reduction"])
+        if ident is not None and key != ident:
+            raise ValueError(f"{src} searched another model, expansion or target than "
+                             f"{args.sources[0]}; compare searches of the same setting")
+        ident, layers, full = key, search["groups"], search["full_widths"]
+        groups[label] = np.array([r["widths"] for r in search["found"]], np.float64)
+        if len(groups[label]) < 2:
+            raise ValueError(f"{src} holds {len(groups[label])} structure(s); diversity needs "
+                             "at least two (more --seeds)")
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for label, w in groups.items():
+        d = scratch.diversity(w, full)
+        rows.append({"group": label, "runs": d["runs"], "L1 mean": d["l1_mean"],
+                     "L1 std": d["l1_std"], "cosine mean": d["cosine_mean"],
+                     "cosine std": d["cosine_std"], "layer spread": d["layer_spread_mean"]})
+    print(format_table(rows))
+    tests = []
+    for a, b in zip(labels, labels[1:], strict=False):
+        t = scratch.more_diverse(groups[a], groups[b], full, permutations=args.permutations)
+        tests.append({"more diverse": a, "than": b, **t})
+        verdict = "yes" if t["difference"] > 0 and t["p_value"] < 0.05 else "no"
+        print(f"{a} more diverse than {b}? {verdict}: mean pairwise L1 {t['l1_a']:.4f} vs "
+              f"{t['l1_b']:.4f}, one-sided permutation p = {t['p_value']:.4f}")
+    write_text_atomic(out / "diversity.csv", to_csv(rows))
+    write_text_atomic(out / "widths.csv", to_csv(
+        [{"group": g, "run": i, **dict(zip(layers, map(int, w), strict=True))}
+         for g, ws in groups.items() for i, w in enumerate(ws)]))
+    write_json_atomic(out / "diversity.json", {"groups": rows, "tests": tests,
+                                               "layers": layers, "full_widths": full})
+    plot_structure_diversity(groups, layers, full, str(out / "diversity.png"),
+                             title=f"{ident[0]} x{ident[2]:g}, {ident[3]:.0%} fewer MACs")
+    print(f"wrote {out / 'diversity.csv'}, {out / 'widths.csv'}, {out / 'diversity.png'}")
+    return 0
+
+
+def json_dumps(obj: Any) -> str:
+    import json
+
+    return json.dumps(obj, sort_keys=True)
+
+
 def run_sweep(args: argparse.Namespace, config, *, title: str, command: str) -> int:
     """Shared by ``demo`` and ``sweep``: prune, train, print, write CSV + PNG."""
     from jaxprune import data, models
@@ -933,6 +1182,71 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--seed", type=int, default=0)
     q.add_argument("--no-progress", action="store_true")
     q.set_defaults(func=cmd_autos_train)
+
+    p = sub.add_parser("scratch", help="Pruning from Scratch: gates on frozen random networks, "
+                       "architectures at a MAC budget, trained from scratch; diversity")
+    scratch_sub = p.add_subparsers(dest="scratch_command", required=True, metavar="SUBCOMMAND")
+    q = scratch_sub.add_parser("search", help="learn gates on N frozen networks and find one "
+                               "architecture per network at --reduction")
+    q.add_argument("--model", required=True)
+    q.add_argument("--dataset", required=True)
+    q.add_argument("--width-multiplier", type=float, help="the STANDARD model's width (CPU "
+                   "scale); the expanded one is this times --expansion")
+    q.add_argument("--options", help="more model options as JSON")
+    q.add_argument("--init", default=None, choices=_init_schemes(),
+                   help="initialization scheme (pfs: the official code's, VGG and ResNet)")
+    q.add_argument("--expansion", type=float, default=1.25,
+                   help="width expansion e >= 1 of the gated network (official VGG: 80/64)")
+    q.add_argument("--reduction", type=float, default=0.5,
+                   help="target MAC reduction against the standard model, in (0, 1)")
+    q.add_argument("--tolerance", type=float, default=1e-3,
+                   help="accepted relative error of the reduction (official: 0.001)")
+    q.add_argument("--seeds", type=int, default=1, help="random networks, searched together")
+    q.add_argument("--first-seed", type=int, default=0)
+    q.add_argument("--gate-epochs", type=int, default=10)
+    q.add_argument("--gate-lr", type=float, default=0.01, help="Adam's learning rate")
+    q.add_argument("--penalty", type=float, default=0.5, help="lambda of (mean|g| - r)^2")
+    q.add_argument("--target", type=float, default=0.2,
+                   help="r in (0, 1): the mean gate pulled toward, and the nonzero fraction "
+                   "an epoch needs to be selected")
+    q.add_argument("--batch-size", type=int, default=128)
+    q.add_argument("--data-seed", type=int, default=0, help="batch order and augmentation")
+    q.add_argument("--pretrain-epochs", type=int, default=0,
+                   help="train the expanded networks first (gates on TRAINED weights: the "
+                   "diversity study's baseline)")
+    q.add_argument("--val-size", type=int, default=5000,
+                   help="validation examples held out from the end of the training split")
+    q.add_argument("--train-subset", type=int, help="train on this many examples (CPU scale)")
+    q.add_argument("--test-subset", type=int)
+    q.add_argument("--strategy", default="auto", choices=["auto", "vmap", "loop"],
+                   help="how the networks run together")
+    q.add_argument("--data-dir")
+    q.add_argument("--workdir", required=True)
+    q.add_argument("--no-progress", action="store_true")
+    q.set_defaults(func=cmd_scratch_search)
+    q = scratch_sub.add_parser("train", help="train a search's architectures from scratch "
+                               "(Scratch-B: int(epochs / (1 - reduction)) epochs)")
+    q.add_argument("--from", dest="source", required=True, metavar="WORKDIR",
+                   help="a `scratch search` workdir")
+    q.add_argument("--epochs", type=int, default=160, help="the standard model's epochs")
+    q.add_argument("--lr", type=float, default=0.1)
+    q.add_argument("--seed-index", type=int, nargs="+", help="only these of the search's "
+                   "networks (0-based)")
+    q.add_argument("--standard", action="store_true",
+                   help="also train the standard network (--epochs) for each seed")
+    q.add_argument("--train-subset", type=int)
+    q.add_argument("--test-subset", type=int)
+    q.add_argument("--data-dir")
+    q.add_argument("--workdir", required=True)
+    q.add_argument("--no-progress", action="store_true")
+    q.set_defaults(func=cmd_scratch_train)
+    q = scratch_sub.add_parser("diversity", help="compare the architectures of several "
+                               "searches: distances, spread, permutation test, CSV and PNG")
+    q.add_argument("--from", dest="sources", nargs="+", required=True, metavar="WORKDIR")
+    q.add_argument("--labels", nargs="+", help="one label per workdir (default: folder names)")
+    q.add_argument("--permutations", type=int, default=2000)
+    q.add_argument("--out", required=True)
+    q.set_defaults(func=cmd_scratch_diversity)
 
     p = sub.add_parser("flops", help="per-layer MACs and parameters of a model (optionally "
                        "under saved masks)")

@@ -172,3 +172,45 @@ def plot_lottery(rows: Sequence[Mapping[str, Any]], path: str, *, title: str = "
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
+
+
+def plot_structure_diversity(groups: Mapping[str, np.ndarray], layer_names: Sequence[str],
+                             full: Sequence[int], path: str, *, title: str = "") -> None:
+    """Pruning from Scratch's diversity figure: per group of runs a heatmap of the kept
+    fraction of every layer (rows: runs), a 2-D PCA scatter of all width vectors, and the
+    histograms of pairwise normalized L1 distances; writes a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from jaxprune.studies.scratch import pairwise, pca_2d
+
+    names = list(groups)
+    full = np.asarray(full, np.float64)
+    fig, axes = plt.subplots(1, len(names) + 2, figsize=(4.2 * (len(names) + 2), 4.2))
+    for ax, name in zip(axes, names, strict=False):
+        im = ax.imshow(groups[name] / full, aspect="auto", vmin=0, vmax=1, cmap="viridis",
+                       interpolation="nearest")
+        ax.set_title(f"{name}: kept fraction per layer")
+        ax.set_xlabel("layer")
+        ax.set_ylabel("run")
+        ax.set_xticks(range(len(layer_names)))
+        ax.set_xticklabels([str(i + 1) for i in range(len(layer_names))], fontsize=6)
+    fig.colorbar(im, ax=axes[len(names) - 1], fraction=0.046)
+    ax = axes[len(names)]
+    for name, pts in zip(names, pca_2d(*(groups[n] for n in names)), strict=True):
+        ax.scatter(pts[:, 0], pts[:, 1], label=name, alpha=0.7, s=18)
+    ax.set_title("width vectors, first two principal axes")
+    ax.legend(fontsize=8)
+    ax = axes[len(names) + 1]
+    for name in names:
+        ax.hist(pairwise(groups[name], full)["l1"], bins=20, alpha=0.55, label=name)
+    ax.set_title("pairwise normalized L1 distance")
+    ax.set_xlabel("fraction of channels placed differently")
+    ax.legend(fontsize=8)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)

@@ -486,6 +486,83 @@ def check_expansion(expansion: float) -> float:
 
 
 # ---------------------------------------------------------------------------------------------
+# The study: many seeds searched at once, structures trained from scratch.
+# ---------------------------------------------------------------------------------------------
+
+
+def expanded_structure(name: str, options: Mapping[str, Any], expansion: float
+                       ) -> tuple[st.Structure, dict[str, Any]]:
+    """The expanded model's groups and the standard model's options.
+
+    ``options`` describe the *standard* model (e.g. ``width_multiplier=0.25`` at CPU scale);
+    the expanded one multiplies its ``width_multiplier`` by ``expansion``.
+    """
+    check_expansion(expansion)
+    standard = dict(options)
+    wide = {**standard, "width_multiplier": standard.get("width_multiplier", 1.0) * expansion}
+    return st.channel_groups(name, **wide), standard
+
+
+class Found(NamedTuple):
+    """One network's search: its data ``seed``, the :class:`Searched` architecture, and the
+    gate learning's ``selected_epoch``, ``met_target`` and selected ``val_accuracy``."""
+
+    seed: int
+    searched: Searched
+    selected_epoch: int
+    met_target: bool
+    val_accuracy: float
+
+
+def search_seeds(
+    structure: st.Structure,
+    variables: PyTree,
+    seeds: Sequence[int],
+    train: Split,
+    val: Split,
+    config: GateConfig,
+    reduction: float,
+    *,
+    reference_macs: int,
+    tolerance: float = 1e-3,
+    strategy: str = "auto",
+    progress: bool = True,
+) -> tuple[GateResult, list[Found]]:
+    """Steps 2-4 for N stacked networks (``variables`` with a leading axis of ``len(seeds)``):
+    gates learned together, then one architecture per network.
+
+    Raises:
+      ValueError: as :func:`learn_gates` and :func:`search`; the search error names the seed.
+    """
+    result = learn_gates(structure, variables, train, val, config, stacked=True,
+                         strategy=strategy, progress=progress)
+    found = []
+    for i, seed in enumerate(seeds):
+        gates = {k: np.asarray(v[i]) for k, v in result.gates.items()}
+        try:
+            s = search(structure, gates, reduction, reference_macs=reference_macs,
+                       tolerance=tolerance)
+        except ValueError as e:
+            raise ValueError(f"seed {seed}: {e}") from None
+        epoch = result.selected_epoch[i]
+        found.append(Found(int(seed), s, epoch, bool(result.met_target[i]),
+                           float(result.history[epoch - 1]["val_accuracy"][i])))
+    return result, found
+
+
+def train_config(epochs: int, reduction: float, **overrides: Any):
+    """The official ``train_pruned.py`` recipe (SGD 0.1, momentum 0.9, weight decay 1e-4,
+    batch 128, x0.1 at 50% and 75%, CIFAR augmentation) with Scratch-B's
+    ``int(epochs / (1 - p))`` epochs."""
+    from jaxprune.train import TrainConfig
+
+    base = {"epochs": scratch_b_epochs(epochs, reduction), "batch_size": 128,
+            "optimizer": "sgd", "learning_rate": 0.1, "momentum": 0.9, "weight_decay": 1e-4,
+            "schedule": "step", "milestones": (0.5, 0.75), "lr_decay": 0.1, "augment": True}
+    return TrainConfig(**{**base, **overrides})
+
+
+# ---------------------------------------------------------------------------------------------
 # Diversity of the structures found.
 # ---------------------------------------------------------------------------------------------
 
@@ -522,6 +599,35 @@ def diversity(widths: np.ndarray, full: Sequence[int]) -> dict[str, Any]:
             "layer_spread": spread.tolist(), "layer_spread_mean": float(spread.mean())}
 
 
+def more_diverse(a: np.ndarray, b: np.ndarray, full: Sequence[int], *, permutations: int = 2000,
+                 seed: int = 0) -> dict[str, float]:
+    """Is group ``a`` (width vectors, one row per run) more diverse than group ``b``?
+
+    Statistic: mean pairwise normalized L1 within ``a`` minus within ``b``. The p-value is the
+    one-sided permutation test's: the fraction of random relabelings of the pooled rows (group
+    sizes kept) whose difference is at least the observed one.
+    """
+    if len(a) < 2 or len(b) < 2:
+        raise ValueError("each group needs at least two structures to measure diversity")
+    pooled = np.concatenate([a, b])
+    full = np.asarray(full, np.float64)
+    dist = np.abs(pooled[:, None, :] - pooled[None, :, :]).sum(-1) / full.sum()
+
+    def within(idx: np.ndarray) -> float:
+        sub = dist[np.ix_(idx, idx)]
+        return float(sub.sum() / (len(idx) * (len(idx) - 1)))
+
+    ia, ib = np.arange(len(a)), np.arange(len(a), len(pooled))
+    observed = within(ia) - within(ib)
+    rng = np.random.default_rng(seed)
+    hits = 0
+    for _ in range(permutations):
+        perm = rng.permutation(len(pooled))
+        hits += within(perm[: len(a)]) - within(perm[len(a):]) >= observed - 1e-12
+    return {"difference": observed, "l1_a": within(ia), "l1_b": within(ib),
+            "p_value": (hits + 1) / (permutations + 1)}
+
+
 def pca_2d(*groups: np.ndarray) -> list[np.ndarray]:
     """The rows of every group projected on the first two principal axes of all rows together
     (for one scatter plot)."""
@@ -533,7 +639,8 @@ def pca_2d(*groups: np.ndarray) -> list[np.ndarray]:
 
 
 __all__ = [
-    "GateConfig", "GateResult", "Searched", "check_expansion", "clamp", "diversity",
-    "fold_gates", "gate_density", "gate_penalty", "learn_gates", "pairwise", "pca_2d",
-    "scratch_b_epochs", "search", "standard_macs", "width_vectors",
+    "Found", "GateConfig", "GateResult", "Searched", "check_expansion", "clamp", "diversity",
+    "expanded_structure", "fold_gates", "gate_density", "gate_penalty", "learn_gates",
+    "more_diverse", "pairwise", "pca_2d", "scratch_b_epochs", "search", "search_seeds",
+    "standard_macs", "train_config", "width_vectors",
 ]
