@@ -411,3 +411,47 @@ def test_structured_modes_and_refusals_write_nothing(tmp_path, capsys):
     assert all((wd / sub / "results.json").exists() for sub in ("finetune", "scratch",
                                                                   "scratch-b"))
     assert "scratch-b" in capsys.readouterr().out
+
+
+def test_scratch_search_train_diversity_and_refusals(tmp_path, capsys):
+    """`jaxprune scratch`: bad settings refused in one line before anything is written; then
+    search (random and pretrained), train and diversity on a small MLP."""
+    base = ["scratch", "search", "--model", "lenet_300_100", "--dataset", "digits",
+            "--batch-size", "64", "--val-size", "300", "--no-progress", "--gate-epochs", "1"]
+    for extra, message in [
+        (["--reduction", "0.999"], "no structure reduces macs by 99.90%"),
+        (["--target", "1.0"], "the gate target r must lie in (0, 1)"),
+        (["--target", "0"], "the gate target r must lie in (0, 1)"),
+        (["--expansion", "0.5"], "expansion must be >= 1"),
+        (["--reduction", "0"], "target reduction must lie in (0, 1)"),
+    ]:
+        wd = tmp_path / "refused"
+        assert main([*base, *extra, "--workdir", str(wd)]) == 2, extra
+        err = capsys.readouterr().err
+        assert message in err and err.count("\n") == 1, err
+        assert not wd.exists()
+    common = [*base, "--expansion", "1.5", "--reduction", "0.5", "--tolerance", "0.01"]
+    assert main([*common, "--seeds", "3", "--workdir", str(tmp_path / "r")]) == 0
+    assert main([*common, "--seeds", "2", "--pretrain-epochs", "1",
+                 "--workdir", str(tmp_path / "t")]) == 0
+    search = json.loads((tmp_path / "r" / "search.json").read_text())
+    assert search["groups"] == ["fc1", "fc2"] and search["full_widths"] == [450, 150]
+    for r in search["found"]:
+        assert abs(r["reduction"] - 0.5) <= 0.005 and sum(map(len, r["keep"].values())) == \
+            sum(r["widths"])
+    # a different configuration in the same workdir is refused
+    assert main([*common, "--seeds", "2", "--workdir", str(tmp_path / "r")]) == 2
+    err = capsys.readouterr().err
+    assert "holds a run with a different configuration (seeds:" in err and err.count("\n") == 1
+    assert main(["scratch", "train", "--from", str(tmp_path / "r"), "--epochs", "1",
+                 "--standard", "--seed-index", "0", "--workdir", str(tmp_path / "tr"),
+                 "--no-progress"]) == 0
+    res = json.loads((tmp_path / "tr" / "results.json").read_text())
+    assert [(r["network"], r["epochs"]) for r in res["runs"]] == [("pruned", 2), ("standard", 1)]
+    out = tmp_path / "div"
+    assert main(["scratch", "diversity", "--from", str(tmp_path / "r"), str(tmp_path / "t"),
+                 "--labels", "random", "trained", "--permutations", "50",
+                 "--out", str(out)]) == 0
+    assert "random more diverse than trained?" in capsys.readouterr().out
+    assert {"diversity.csv", "widths.csv", "diversity.png", "diversity.json"} <= {
+        p.name for p in out.iterdir()}

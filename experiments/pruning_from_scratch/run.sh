@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# Pruning from Scratch at CPU scale: one study per argument (lenet5 | vgg16 | resnet20), each:
+# gates on N frozen RANDOM networks and on N networks TRAINED first, one architecture per
+# network at the target MAC reduction, those architectures trained from scratch (Scratch-B)
+# beside the standard network, the diversity of the two groups, and the tables (report.py).
+# Usage (from the repository root):  bash experiments/pruning_from_scratch/run.sh lenet5
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+study=${1:?usage: run.sh lenet5|vgg16|resnet20}
+runs=runs/pfs/$study
+data=../shared/data
+case $study in
+  lenet5)  # Fashion-MNIST; the large-N diversity run: 32 random networks, 8 trained ones
+    common=(--model lenet5 --dataset fashion_mnist --expansion 1.5 --reduction 0.5
+            --tolerance 0.05 --gate-epochs 10 --train-subset 10000 --val-size 5000
+            --data-dir "$data")
+    rand=(--seeds 32); trained=(--seeds 8 --pretrain-epochs 5)
+    train=(--epochs 10 --train-subset 10000 --test-subset 5000 --seed-index 0 1 2 3)
+    ;;
+  vgg16)  # CIFAR-10 (JPEG q75), VGG-16 x1/4 with a linear classifier, 3 networks per group
+    if [ ! -d runs/data/cifar10/cifar-10-batches-py ]; then
+      python ../shared/data/cifar10_jpeg/make_cifar10_py.py runs/data/cifar10
+    fi
+    data=runs/data
+    common=(--model vgg16 --dataset cifar10 --options '{"classifier_widths": []}'
+            --width-multiplier 0.25 --init pfs --expansion 1.25 --reduction 0.5
+            --gate-epochs 10 --batch-size 64 --train-subset 4000 --val-size 1000
+            --data-dir "$data")
+    rand=(--seeds 3); trained=(--seeds 3 --pretrain-epochs 10)
+    train=(--epochs 10 --train-subset 5000 --test-subset 2000)
+    ;;
+  resnet20)  # CIFAR-10, ResNet-20 x1/2, block-internal channels gated, 3 networks per group
+    if [ ! -d runs/data/cifar10/cifar-10-batches-py ]; then
+      python ../shared/data/cifar10_jpeg/make_cifar10_py.py runs/data/cifar10
+    fi
+    data=runs/data
+    common=(--model resnet20 --dataset cifar10 --width-multiplier 0.5 --init pfs
+            --expansion 1.5 --reduction 0.5 --tolerance 0.005 --gate-epochs 10 --batch-size 64
+            --train-subset 4000 --val-size 1000 --data-dir "$data")
+    rand=(--seeds 3); trained=(--seeds 3 --pretrain-epochs 10)
+    train=(--epochs 10 --train-subset 5000 --test-subset 2000)
+    ;;
+  *) echo "unknown study $study (lenet5 | vgg16 | resnet20)" >&2; exit 2 ;;
+esac
+start=$(date +%s)
+python -m jaxprune scratch search "${common[@]}" "${rand[@]}" --workdir "$runs/search_random" --no-progress
+python -m jaxprune scratch search "${common[@]}" "${trained[@]}" --workdir "$runs/search_trained" --no-progress
+python -m jaxprune scratch train --from "$runs/search_random" "${train[@]}" --standard \
+  --workdir "$runs/train_random" --no-progress
+python -m jaxprune scratch train --from "$runs/search_trained" "${train[@]}" \
+  --workdir "$runs/train_trained" --no-progress
+python -m jaxprune scratch diversity --from "$runs/search_random" "$runs/search_trained" \
+  --labels random trained --out "$runs/diversity"
+python experiments/pruning_from_scratch/report.py "$study" --runs "$runs" \
+  --minutes $(( ($(date +%s) - start) / 60 ))
