@@ -755,8 +755,10 @@ def cmd_scratch_train(args: argparse.Namespace) -> int:
     cfg = scratch.train_config(args.epochs, p, model=config["model"], dataset=config["dataset"],
                                augment=train.images.ndim == 4, learning_rate=args.lr)
     wd = Path(args.workdir)
-    _claim(wd, {"command": "scratch train", "source": str(Path(args.source).resolve()),
+    _claim(wd, {"command": "scratch train", "from_workdir": str(Path(args.source).resolve()),
                 "found": [r["seed"] for r in picked], "epochs": args.epochs, "lr": args.lr,
+                "model": config["model"], "options": standard, "expansion": config["expansion"],
+                "widths": [r["widths"] for r in picked],
                 "standard": args.standard, "train_subset": args.train_subset,
                 "test_subset": args.test_subset,
                 "data_fingerprint": _data_fingerprint(train, test)})
@@ -798,6 +800,8 @@ def cmd_scratch_train(args: argparse.Namespace) -> int:
 def cmd_scratch_diversity(args: argparse.Namespace) -> int:
     """``scratch diversity``: compare the architectures of several searches (e.g. from random
     and from trained weights): distances, spread, a permutation test, CSV and PNG."""
+    import json
+
     import numpy as np
 
     from jaxprune.report import format_table, plot_structure_diversity, to_csv
@@ -810,8 +814,8 @@ def cmd_scratch_diversity(args: argparse.Namespace) -> int:
     groups, layers, full, ident = {}, None, None, None
     for label, src in zip(labels, args.sources, strict=True):
         config, search = _read_search(src)
-        key = (config["model"], json_dumps(config["options"]), config["expansion"],
-               config["reduction"])
+        key = (config["model"], json.dumps(config["options"], sort_keys=True),
+               config["expansion"], config["reduction"])
         if ident is not None and key != ident:
             raise ValueError(f"{src} searched another model, expansion or target than "
                              f"{args.sources[0]}; compare searches of the same setting")
@@ -846,12 +850,6 @@ def cmd_scratch_diversity(args: argparse.Namespace) -> int:
                              title=f"{ident[0]} x{ident[2]:g}, {ident[3]:.0%} fewer MACs")
     print(f"wrote {out / 'diversity.csv'}, {out / 'widths.csv'}, {out / 'diversity.png'}")
     return 0
-
-
-def json_dumps(obj: Any) -> str:
-    import json
-
-    return json.dumps(obj, sort_keys=True)
 
 
 def run_sweep(args: argparse.Namespace, config, *, title: str, command: str) -> int:

@@ -45,7 +45,8 @@ def main(argv=None) -> int:
         rows, ["group", "seed", "epochs", "test_accuracy", "macs", "reduction"]))
     spread = {d["group"]: d for d in div["groups"]}
     table = []
-    for group in dict.fromkeys(r["group"] for r in rows):
+    order = ["standard", "PfS (random weights)", "PfS (trained weights)"]
+    for group in [g for g in order if any(r["group"] == g for r in rows)]:
         sel = [r for r in rows if r["group"] == group]
         g = "random" if "random" in group else "trained" if "trained" in group else None
         found = searches[g]["found"] if g else []
