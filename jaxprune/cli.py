@@ -653,7 +653,12 @@ def cmd_scratch_search(args: argparse.Namespace) -> int:
     options["num_classes"] = info.num_classes
     structure, standard = scratch.expanded_structure(args.model, options, args.expansion)
     reference = scratch.standard_macs(args.model, **standard)
-    ones = {g.name: np.ones(g.width) for g in structure.groups}
+    names = args.gate_layers or structure.group_names
+    unknown = sorted(set(names) - set(structure.group_names))
+    if unknown:
+        raise ValueError(f"--gate-layers {unknown} are not channel groups of {args.model}; "
+                         f"valid: {', '.join(structure.group_names)}")
+    ones = {n: np.ones(structure.group(n).width) for n in names}
     scratch.search(structure, ones, args.reduction, reference_macs=reference,
                    tolerance=float("inf"))  # a target no structure reaches fails here, first
     train, val, _ = _scratch_splits(args, args.dataset)
@@ -662,6 +667,7 @@ def cmd_scratch_search(args: argparse.Namespace) -> int:
     _claim(wd, {"command": "scratch search", "model": args.model, "dataset": args.dataset,
                 "options": standard, "expansion": args.expansion, "seeds": seeds,
                 "reduction": args.reduction, "tolerance": args.tolerance,
+                "gate_layers": names,
                 "gates": gate_cfg.to_dict(), "pretrain_epochs": args.pretrain_epochs,
                 "val_size": args.val_size, "train_subset": args.train_subset,
                 "test_subset": args.test_subset, "strategy": args.strategy,
@@ -682,18 +688,18 @@ def cmd_scratch_search(args: argparse.Namespace) -> int:
         variables = {"params": res.state.params, **res.state.model_state}
         how = f"trained {args.pretrain_epochs} epochs"
     print(f"learning gates on {len(seeds)} frozen {how} {args.model} networks "
-          f"(x{args.expansion:g} widths, {sum(g.width for g in structure.groups):,} gates)")
+          f"(x{args.expansion:g} widths, {sum(structure.group(n).width for n in names):,} "
+          f"gates in {len(names)} layers)")
     result, found = scratch.search_seeds(
         structure, variables, seeds, train, val, gate_cfg, args.reduction,
-        reference_macs=reference, tolerance=args.tolerance, strategy=args.strategy,
-        progress=not args.no_progress)
-    names = structure.group_names
+        reference_macs=reference, tolerance=args.tolerance, groups=names,
+        strategy=args.strategy, progress=not args.no_progress)
     np.savez(wd / "gates.npz", **{n: np.asarray(result.gates[n]) for n in names})
     records = [{"seed": f.seed, "selected_epoch": f.selected_epoch, "met_target": f.met_target,
                 "val_accuracy": f.val_accuracy, "reduction": f.searched.reduction,
                 "macs": f.searched.counts.macs, "params": f.searched.counts.params,
                 "widths": [f.searched.widths[n] for n in names],
-                "keep": {n: [int(i) for i in f.searched.keep[n]] for n in names}}
+                "keep": {n: [int(i) for i in k] for n, k in f.searched.keep.items()}}
                for f in found]
     write_json_atomic(wd / "search.json", {
         "groups": names, "full_widths": [structure.group(n).width for n in names],
@@ -1193,6 +1199,8 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--options", help="more model options as JSON")
     q.add_argument("--init", default=None, choices=_init_schemes(),
                    help="initialization scheme (pfs: the official code's, VGG and ResNet)")
+    q.add_argument("--gate-layers", nargs="+", help="channel groups to gate and prune "
+                   "(default: all; e.g. only the convs of a net with a hidden classifier)")
     q.add_argument("--expansion", type=float, default=1.25,
                    help="width expansion e >= 1 of the gated network (official VGG: 80/64)")
     q.add_argument("--reduction", type=float, default=0.5,

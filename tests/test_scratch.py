@@ -204,3 +204,14 @@ def test_diversity_metrics_by_hand():
     np.testing.assert_allclose(s["layer_spread"], np.std(w / [4, 8], axis=0))
     a, b = scratch.pca_2d(w[:2], w[2:])
     assert a.shape == (2, 2) and b.shape == (1, 2)
+
+
+def test_channel_groups_of_a_model_with_an_init_scheme():
+    """`init=` subclasses the family (the official PfS init): groups, counts and the fresh
+    narrow network still work, and the narrow network keeps the scheme."""
+    s = st.channel_groups("vgg11", init="pfs", **TINY)
+    assert s.options["init"] == "pfs" and s.group_names[0] == "conv1"
+    assert st.count_pruned(s) == st.count_pruned(st.channel_groups("vgg11", **TINY))
+    keep = {g.name: np.arange(max(1, g.width // 2)) for g in s.groups}
+    narrow = st.fresh_init(s, keep, key=jax.random.key(0), input_shape=(32, 32, 3))
+    assert narrow.structure.options["init"] == "pfs"

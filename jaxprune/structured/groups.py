@@ -450,7 +450,8 @@ def channel_groups(
         groups, or ``residual=True`` for a family without residual connections.
     """
     module = models.get(name, num_classes=num_classes, **options)
-    builder = _BUILDERS.get(type(module))
+    # an ``init=`` scheme subclasses the family (models/_init.py: with_scheme): look up the MRO
+    builder = next((_BUILDERS[t] for t in type(module).__mro__ if t in _BUILDERS), None)
     if builder is None:
         supported = ", ".join(t.__name__ for t in _BUILDERS)
         raise ValueError(

@@ -525,16 +525,17 @@ def search_seeds(
     *,
     reference_macs: int,
     tolerance: float = 1e-3,
+    groups: Sequence[str] | None = None,
     strategy: str = "auto",
     progress: bool = True,
 ) -> tuple[GateResult, list[Found]]:
     """Steps 2-4 for N stacked networks (``variables`` with a leading axis of ``len(seeds)``):
-    gates learned together, then one architecture per network.
+    gates learned together on ``groups`` (default: all), then one architecture per network.
 
     Raises:
       ValueError: as :func:`learn_gates` and :func:`search`; the search error names the seed.
     """
-    result = learn_gates(structure, variables, train, val, config, stacked=True,
+    result = learn_gates(structure, variables, train, val, config, groups=groups, stacked=True,
                          strategy=strategy, progress=progress)
     found = []
     for i, seed in enumerate(seeds):
