@@ -273,9 +273,10 @@ def learn_gates(
         block-internal channels).
       stacked: ``variables`` hold N networks.
       strategy: stacked networks run as one vmapped program (``"vmap"``), one after another
-        (``"loop"``, each network's own compiled epoch: what a per-seed loop does), or
-        ``"auto"``: :func:`jaxprune.seeds.choose_strategy` on one epoch (a loop where vmap would
-        turn per-network convolutions into grouped ones on CPU).
+        (``"loop"``, each network's own compiled step: what a per-seed loop does), or
+        ``"auto"``: :func:`jaxprune.seeds.choose_strategy` on one step (a loop where vmap would
+        turn per-network convolutions into grouped ones on CPU; measured in
+        ``benchmarks/gate_seeds.py``).
       progress: print one line per epoch.
       eval_batch_size: evaluation batch.
 
