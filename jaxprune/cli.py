@@ -845,7 +845,8 @@ def cmd_scratch_diversity(args: argparse.Namespace) -> int:
         tests.append({"more diverse": a, "than": b, **t})
         verdict = "yes" if t["difference"] > 0 and t["p_value"] < 0.05 else "no"
         print(f"{a} more diverse than {b}? {verdict}: mean pairwise L1 {t['l1_a']:.4f} vs "
-              f"{t['l1_b']:.4f}, one-sided permutation p = {t['p_value']:.4f}")
+              f"{t['l1_b']:.4f}; distance to the group mean {t['spread_a']:.4f} vs "
+              f"{t['spread_b']:.4f}, one-sided permutation p = {t['p_value']:.4f}")
     write_text_atomic(out / "diversity.csv", to_csv(rows))
     write_text_atomic(out / "widths.csv", to_csv(
         [{"group": g, "run": i, **dict(zip(layers, map(int, w), strict=True))}

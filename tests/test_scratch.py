@@ -215,3 +215,19 @@ def test_channel_groups_of_a_model_with_an_init_scheme():
     keep = {g.name: np.arange(max(1, g.width // 2)) for g in s.groups}
     narrow = st.fresh_init(s, keep, key=jax.random.key(0), input_shape=(32, 32, 3))
     assert narrow.structure.options["init"] == "pfs"
+
+
+def test_more_diverse_tests_spread_not_a_shift():
+    """Two equally tight groups around different structures are not 'more diverse' (pooling
+    the raw vectors would say they are); a wider group is, with a small p-value."""
+    rng = np.random.default_rng(0)
+    full = [40, 40, 40]
+    tight_a = np.array([10, 20, 30]) + rng.integers(-1, 2, (20, 3))
+    tight_b = np.array([30, 20, 10]) + rng.integers(-1, 2, (8, 3))
+    shifted = scratch.more_diverse(tight_a, tight_b, full, permutations=500)
+    assert shifted["p_value"] > 0.05
+    wide = np.array([10, 20, 30]) + rng.integers(-8, 9, (20, 3))
+    spread = scratch.more_diverse(wide, tight_b, full, permutations=500)
+    assert spread["p_value"] < 0.01 and spread["spread_a"] > 3 * spread["spread_b"]
+    by_hand = np.abs(wide - wide.mean(0)).sum(1).mean() / 120
+    assert spread["spread_a"] == pytest.approx(by_hand)

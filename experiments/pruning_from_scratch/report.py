@@ -69,8 +69,9 @@ def main(argv=None) -> int:
             f"{config['reduction']:.0%} fewer MACs than the standard model{wall}\n\n"
             + format_table(table) + "\n\n"
             f"Random-init structures more diverse than trained-init ones: mean pairwise L1 "
-            f"{test['l1_a']:.4f} vs {test['l1_b']:.4f}, one-sided permutation p = "
-            f"{test['p_value']:.4f}.\n")
+            f"{test['l1_a']:.4f} vs {test['l1_b']:.4f}; mean distance to the group's mean "
+            f"structure {test['spread_a']:.4f} vs {test['spread_b']:.4f}, one-sided permutation "
+            f"p = {test['p_value']:.4f} (PERMDISP).\n")
     write_text_atomic(HERE / f"{args.study}.md", text)
     shutil.copyfile(runs / "diversity" / "diversity.png", HERE / f"{args.study}_diversity.png")
     print(text)
