@@ -205,8 +205,10 @@ def plot_structure_diversity(groups: Mapping[str, np.ndarray], layer_names: Sequ
     ax.legend(fontsize=8)
     ax = axes[len(names) + 1]
     for name in names:
-        ax.hist(pairwise(groups[name], full)["l1"], bins=20, alpha=0.55, label=name)
+        ax.hist(pairwise(groups[name], full)["l1"], bins=20, alpha=0.55, label=name,
+                density=True)  # groups of different sizes, comparable shapes
     ax.set_title("pairwise normalized L1 distance")
+    ax.set_ylabel("density")
     ax.set_xlabel("fraction of channels placed differently")
     ax.legend(fontsize=8)
     if title:
