@@ -323,8 +323,14 @@ def test_ctrl_c_then_resume_says_so(tmp_path):
     """A real SIGINT during `jaxprune train`: one line, exit 130; the rerun says it resumes."""
     env = {**os.environ, "JAX_PLATFORMS": "cpu"}
     wd = tmp_path / "run"
-    proc = subprocess.Popen(_train_cmd(wd), env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    # A terminal's Ctrl-C: SIGINT must not be ignored in the child even if this process ignores
+    # it (a child inherits an ignored SIGINT, and Python then leaves it ignored).
+    before = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        proc = subprocess.Popen(_train_cmd(wd), env=env, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True)
+    finally:
+        signal.signal(signal.SIGINT, before)
     deadline = time.time() + 240
     while time.time() < deadline and proc.poll() is None:
         if (wd / "metrics.jsonl").exists():

@@ -117,26 +117,30 @@ def _umask() -> int:
 
 @contextlib.contextmanager
 def sigint_deferred() -> Iterator[None]:
-    """Hold Ctrl-C (SIGINT) until the block ends, then raise ``KeyboardInterrupt``.
+    """Hold Ctrl-C (SIGINT) until the block ends, then deliver it to the handler in place before.
 
     Orbax finishes a checkpoint in a background thread; an interrupt that lands in the main
     thread while it waits leaves the save half-done (a traceback from orbax, or a hang in
-    ``close``). Inside this block the save completes, and the interrupt is raised right after.
-    Outside the main thread (signals cannot be handled there) it does nothing.
+    ``close``). Inside this block the save completes, and the held signal is raised again right
+    after (``signal.raise_signal``), so Python's default handler raises ``KeyboardInterrupt``
+    there, an enclosing block holds it in turn, and an ignored SIGINT (a background job) stays
+    ignored. Outside the main thread (signals cannot be handled there) it does nothing.
     """
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    caught: list[tuple[int, Any]] = []
-    previous = signal.signal(signal.SIGINT, lambda signum, frame: caught.append((signum, frame)))
+    previous = signal.getsignal(signal.SIGINT)
+    if previous in (signal.SIG_IGN, None):  # ignored, or a handler not set from Python
+        yield
+        return
+    caught: list[int] = []
+    signal.signal(signal.SIGINT, lambda signum, frame: caught.append(signum))
     try:
         yield
     finally:
         signal.signal(signal.SIGINT, previous)
-    if caught and callable(previous):
-        previous(*caught[0])  # the default handler raises KeyboardInterrupt here
-    elif caught:
-        raise KeyboardInterrupt
+    if caught:
+        signal.raise_signal(signal.SIGINT)
 
 
 def save_tree(path: str | os.PathLike, tree: PyTree) -> None:
