@@ -312,7 +312,7 @@ def cmd_prune(args: argparse.Namespace) -> int:
     from jaxprune import criteria, data, masks, models
     from jaxprune.report import format_table
     from jaxprune.studies import pai
-    from jaxprune.train import fit, write_json_atomic
+    from jaxprune.train import fit, write_json_atomic, write_npz_atomic
 
     sparsity = _sparsity_from_args(args)
     pai.check_method(args.criterion)
@@ -359,9 +359,7 @@ def cmd_prune(args: argparse.Namespace) -> int:
     print(masks.format_report(reports[0]))
     flat = {masks.path_str(kp): np.asarray(leaf)  # (seeds, ...) each
             for kp, leaf in jax.tree_util.tree_leaves_with_path(stacked)}
-    tmp = wd / "masks.tmp.npz"
-    np.savez_compressed(tmp, **flat)
-    tmp.replace(wd / "masks.npz")
+    write_npz_atomic(wd / "masks.npz", flat)
     summary = {
         "model": config.model, "dataset": config.dataset, "criterion": args.criterion,
         "sparsity": sparsity, "allocation": args.allocation, "seeds": seeds, "rounds": rounds,
@@ -637,7 +635,7 @@ def cmd_scratch_search(args: argparse.Namespace) -> int:
     from jaxprune import seeds as seeds_lib
     from jaxprune.report import format_table
     from jaxprune.studies import scratch
-    from jaxprune.train import fit, write_json_atomic
+    from jaxprune.train import fit, write_json_atomic, write_npz_atomic
 
     if args.seeds < 1:
         raise ValueError(f"--seeds is the number of random networks, at least 1; got {args.seeds}")
@@ -694,7 +692,7 @@ def cmd_scratch_search(args: argparse.Namespace) -> int:
         structure, variables, seeds, train, val, gate_cfg, args.reduction,
         reference_macs=reference, tolerance=args.tolerance, groups=names,
         strategy=args.strategy, progress=not args.no_progress)
-    np.savez(wd / "gates.npz", **{n: np.asarray(result.gates[n]) for n in names})
+    write_npz_atomic(wd / "gates.npz", {n: result.gates[n] for n in names})
     records = [{"seed": f.seed, "selected_epoch": f.selected_epoch, "met_target": f.met_target,
                 "val_accuracy": f.val_accuracy, "reduction": f.searched.reduction,
                 "macs": f.searched.counts.macs, "params": f.searched.counts.params,
@@ -711,7 +709,8 @@ def cmd_scratch_search(args: argparse.Namespace) -> int:
     missed = [r["seed"] for r in records if not r["met_target"]]
     if missed:
         print(f"seeds {missed}: no epoch reached <= {args.target:g} nonzero gates; their last "
-              "epoch was used (as the official code does); more --gate-epochs get there")
+              "epoch was used (as the official code does); more --gate-epochs move more gates "
+              "to zero")
     print(f"wrote {wd / 'search.json'} and {wd / 'gates.npz'}")
     return 0
 

@@ -66,6 +66,7 @@ from jaxprune.train import (
     save_tree,
     split_variables,
     write_json_atomic,
+    write_npz_atomic,
 )
 
 PyTree = Any
@@ -479,9 +480,7 @@ def _save_tree(path: Path, tree: PyTree) -> None:
 
 
 def _npz(path: Path, arrays: Mapping[str, np.ndarray]) -> None:
-    tmp = path.with_suffix(".tmp.npz")
-    np.savez_compressed(tmp, **arrays)
-    tmp.replace(path)
+    write_npz_atomic(path, arrays)
 
 
 def _write_level(root: Path, level: int, mask: PyTree, summary: Mapping[str, Any]) -> None:

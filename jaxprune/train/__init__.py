@@ -40,6 +40,7 @@ from jaxprune.train.workdir import (
     restore_variables,
     save_tree,
     write_json_atomic,
+    write_npz_atomic,
     write_text_atomic,
 )
 
@@ -48,6 +49,6 @@ __all__ = [
     "Workdir", "apply_model", "check_or_write_config", "create_state", "cross_entropy",
     "evaluate", "fingerprint", "fit", "init_model", "make_eval_step", "make_optimizer",
     "make_schedule", "make_train_step", "preset", "restore_variables", "run_identity",
-    "save_tree", "split_variables", "train_and_evaluate", "write_json_atomic",
+    "save_tree", "split_variables", "train_and_evaluate", "write_json_atomic", "write_npz_atomic",
     "write_text_atomic",
 ]

@@ -143,6 +143,18 @@ def sigint_deferred() -> Iterator[None]:
         signal.raise_signal(signal.SIGINT)
 
 
+def write_npz_atomic(path: str | os.PathLike, arrays: Mapping[str, Any]) -> None:
+    """``np.savez_compressed`` to a temporary file beside ``path``, then ``os.replace``."""
+    path = Path(path)
+    tmp = path.with_suffix(".tmp.npz")
+    try:
+        np.savez_compressed(tmp, **{k: np.asarray(v) for k, v in arrays.items()})
+        tmp.replace(path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
 def save_tree(path: str | os.PathLike, tree: PyTree) -> None:
     """Save a pytree of arrays to the folder ``path`` with orbax (replacing it; blocking; a
     Ctrl-C meanwhile is raised once the folder is complete)."""
