@@ -41,7 +41,7 @@ case $study in
     fi
     data=runs/data
     common=(--model resnet20 --dataset cifar10 --width-multiplier 0.5 --init pfs
-            --expansion 1.5 --reduction 0.5 --tolerance 0.005 --gate-epochs 10 --batch-size 64
+            --expansion 1.5 --reduction 0.5 --tolerance 0.01 --gate-epochs 10 --batch-size 64
             --train-subset 3000 --val-size 1000 --data-dir "$data")
     rand=(--seeds 3); trained=(--seeds 3 --pretrain-epochs 10)
     train=(--epochs 10 --train-subset 4000 --test-subset 2000)
