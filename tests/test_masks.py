@@ -221,12 +221,26 @@ def test_keep_top_matches_python_reference(dtype, with_alive):
             assert int(np.sum(got)) == k
 
 
+@pytest.mark.parametrize("n", [1, 2, 3, 32, 33])
+def test_keep_top_sizes_at_the_index_bit_boundaries(n):
+    """All-tied and random scores at sizes where the index part of the composite key has its
+    edge cases (1 bit; exactly 2^B entries; one past), every k, against the Python ranking."""
+    rng = np.random.default_rng(n)
+    fn = jax.jit(masks.keep_top)
+    for vals in (np.zeros(n, np.float32), rng.standard_normal(n).astype(np.float32),
+                 rng.integers(0, 2, n).astype(np.float32)):
+        for k in range(n + 1):
+            got = np.asarray(fn(jnp.asarray(vals), jnp.int32(k)))
+            np.testing.assert_array_equal(got, _keep_top_reference(vals, k, None),
+                                          err_msg=f"n={n} k={k} {vals}")
+
+
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
-def test_keep_top_many_rows_and_low_word_ties(dtype):
-    """Past one counting row (4096) with padding, and float64 scores that agree in their high
-    32 bits (the search then decides in the low word), against the plain-Python ranking."""
+def test_keep_top_many_entries_and_low_word_ties(dtype):
+    """Thousands of entries (13 index bits), and float64 scores that agree in their high 32 bits
+    (the search then decides in the low word), against the plain-Python ranking."""
     rng = np.random.default_rng(1)
-    n = 2 * masks._topk._ROW + 123
+    n = 2 * 4096 + 123
     with jax.enable_x64(dtype == "float64"):
         fn = jax.jit(masks.keep_top)
         for trial in range(6):
