@@ -168,6 +168,24 @@ def seed_keys(seeds: Sequence[int], *folds: int) -> jax.Array:
     return jnp.stack([_fold(jax.random.key(s), folds) for s in seeds])  # beyond int32: eager
 
 
+def seeds_or_keys(seeds: Sequence[int], *folds: int) -> Any:
+    """What a program that derives its own keys takes for ``seeds``: an (N,) int32 NumPy array
+    when every seed fits in int32 (nothing is compiled; :func:`key_from` inside the program
+    gives the key :func:`seed_keys` would), else ``seed_keys(seeds, *folds)``."""
+    seeds = [int(s) for s in seeds]
+    if all(-(2**31) <= s < 2**31 for s in seeds):
+        return np.asarray(seeds, np.int32)
+    return seed_keys(seeds, *folds)
+
+
+def key_from(seed_or_key: jax.Array, *folds: int) -> jax.Array:
+    """Traceable: ``seed_keys([s], *folds)[0]`` for an int32 seed ``s``, or the key as given
+    (one element of :func:`seeds_or_keys`)."""
+    if jax.dtypes.issubdtype(seed_or_key.dtype, jax.dtypes.prng_key):
+        return seed_or_key
+    return _fold(jax.random.key(seed_or_key), tuple(int(f) for f in folds))
+
+
 def _fold(key: jax.Array, folds: tuple[int, ...]) -> jax.Array:
     for f in folds:
         key = jax.random.fold_in(key, f)

@@ -441,3 +441,35 @@ def test_synflow_scores_stay_float64_to_the_top_k_with_float64_params():
     # threshold (the full-size check: experiments/synflow_mnist/layers.py).
     for a, b in zip(jax.tree.leaves(mask), jax.tree.leaves(ref), strict=True):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+
+def test_prune_seeds_first_call_compiles_one_program(setup):
+    """The parameter checks and the seeds' keys live in the pruning program: a configuration not
+    seen before compiles exactly one program (host-side checks used to compile nine more)."""
+    model, _, _, seeds, variables, batches = setup
+    pai.prune_seeds(model, variables, "snip", 0.5, seeds=seeds, batches=batches)  # warm helpers
+    compiled = []
+
+    def listener(event, duration, **kw):
+        if event == "/jax/core/compile/backend_compile_duration":
+            compiled.append(kw.get("fun_name"))
+
+    other = models.get("lenet_300_100", widths=(24, 12))  # new shapes: nothing cached
+    v = pai.init_seeds(other, SHAPE, seeds)
+    jax.monitoring.register_event_duration_secs_listener(listener)
+    try:
+        pai.prune_seeds(other, v, "snip", 0.5, seeds=seeds, batches=batches)
+    finally:
+        jax.monitoring.unregister_event_duration_listener(listener)
+    assert len(compiled) == 1, compiled
+
+
+def test_seeds_or_keys_gives_the_keys_of_seed_keys():
+    from jaxprune import seeds as seeds_lib
+
+    for ids in ([0, 5, -3], [2**31 + 7, 1]):
+        given = seeds_lib.seeds_or_keys(ids, 3, 9)
+        got = jax.vmap(lambda s: seeds_lib.key_from(s, 3, 9))(jnp.asarray(given))
+        want = seeds_lib.seed_keys(ids, 3, 9)
+        np.testing.assert_array_equal(jax.random.key_data(got), jax.random.key_data(want))
+    assert seeds_lib.seeds_or_keys([1, 2]).dtype == np.int32

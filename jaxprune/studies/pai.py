@@ -190,28 +190,23 @@ def prune(
     counts = budget(variables["params"], sparsity, allocation, keep_dense=keep_dense,
                     rounds=rounds)
     dense = tuple(tuple(p) for p in keep_dense)
-    one = _prune_one(model, method, shape, _kind(rounds, allocation), dense,
+    one = _prune_jit(model, method, shape, _kind(rounds, allocation), dense,
                      _options(grasp_temperature, criterion_options))
     mask, nonfinite = one(variables, batch, key, counts)
     if isinstance(nonfinite, jax.core.Tracer):
         return mask
     flat = masks.flatten_prunable(variables["params"], None, keep_dense)
-    _check_finite_params(variables["params"], keep_dense, None)
-    masks.raise_if_nonfinite(nonfinite, flat.prunable_paths)
+    _raise_if_nonfinite(nonfinite, flat.prunable_paths, None)
     return masks.warn_if_collapsed(mask, flat.flags)
 
 
-def _check_finite_params(params: PyTree, keep_dense: Any, seeds: Sequence[int] | None) -> None:
-    """``ValueError`` naming the seed and layer of a NaN/inf prunable parameter (concrete only)."""
-    if any(isinstance(x, jax.core.Tracer) for x in jax.tree.leaves(params)):
-        return
-    flat = masks.flatten_prunable(params, None, keep_dense)
-    lead = 0 if seeds is None else 1
-    bad = [jnp.any(~jnp.isfinite(x), axis=tuple(range(lead, jnp.ndim(x))))
-           for x, f in zip(flat.leaves, flat.flags, strict=True) if f]
-    if bad:
-        masks.raise_if_nonfinite(jnp.stack(bad, axis=-1), flat.prunable_paths, seeds=seeds,
-                                 what="parameters")
+def _raise_if_nonfinite(nonfinite: Any, paths: Sequence[Any], seeds: Sequence[int] | None
+                        ) -> None:
+    """``ValueError`` naming the seed and layer of a NaN/inf prunable parameter, else of a NaN/inf
+    score, from the ``(..., 2, L)`` flags of :func:`_prune_one`."""
+    bad = np.asarray(nonfinite)
+    masks.raise_if_nonfinite(bad[..., 0, :], paths, seeds=seeds, what="parameters")
+    masks.raise_if_nonfinite(bad[..., 1, :], paths, seeds=seeds)
 
 
 def _options(grasp_temperature: float, extra: Mapping[str, Any] | None) -> tuple:
@@ -391,16 +386,17 @@ def prune_seeds(
     one_params = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape[1:], a.dtype),
                               variables["params"])
     counts = budget(one_params, sparsity, allocation, keep_dense=keep_dense, rounds=rounds)
-    _check_finite_params(variables["params"], keep_dense, seeds)
-    keys = _seeds.seed_keys(seeds, 3)
     dense = tuple(tuple(p) for p in keep_dense)
-    fn = _prune_one(model, method, shape, _kind(rounds, allocation), dense,
-                    _options(grasp_temperature, criterion_options))
+    fn = _prune_by_seed(model, method, shape, _kind(rounds, allocation), dense,
+                        _options(grasp_temperature, criterion_options))
+    # Seeds, not keys: each program derives its seed's key, so the first call compiles one
+    # program (the parameter checks are its flags too; docs/benchmarks.md, compile time).
     stacked, nonfinite = _seeds.map_stacked(
-        fn, variables, batches, keys, counts, in_axes=(0, 0, 0, None), strategy=strategy
+        fn, variables, batches, _seeds.seeds_or_keys(seeds, 3), counts,
+        in_axes=(0, 0, 0, None), strategy=strategy
     )
     flat = masks.flatten_prunable(one_params, None, keep_dense)
-    masks.raise_if_nonfinite(nonfinite, flat.prunable_paths, seeds=seeds)
+    _raise_if_nonfinite(nonfinite, flat.prunable_paths, seeds)
     _warn_collapsed_seeds(stacked, flat, seeds)
     return stacked
 
@@ -435,22 +431,42 @@ def _prune_one(
 ) -> Any:
     """``one(variables, batch, key, counts) -> (mask, nonfinite)``: one network pruned with the
     sparsity given as traced :func:`budget` counts, one function object per configuration (so
-    the multi-seed engine's compiled programs are reused). ``nonfinite`` (L,) flags the prunable
-    layers that scored NaN or inf (any round)."""
+    the multi-seed engine's compiled programs are reused). ``nonfinite`` (2, L) flags the
+    prunable layers whose parameters (row 0) or scores (row 1, any round) hold a NaN or inf."""
     score_fn = scoring_fn(model, method, input_shape, options)
 
     def one(variables: PyTree, batch: Any, key: jax.Array, counts: jax.Array) -> PyTree:
         params, model_state = split_variables(variables)
+        bad_params = masks.nonfinite_leaves(params, keep_dense=keep_dense)
         data = (model_state, batch)
         if kind == "rounds":
-            return schedules.run_rounds(score_fn, params, counts, batch=data, key=key,
-                                        keep_dense=keep_dense)
-        scores = score_fn(params, batch=data, key=key)
-        mask = masks.mask_by_keep_counts(scores, counts, per_layer=kind == "layer",
-                                         keep_dense=keep_dense)
-        return mask, masks.nonfinite_leaves(scores, keep_dense=keep_dense)
+            mask, bad_scores = schedules.run_rounds(score_fn, params, counts, batch=data,
+                                                    key=key, keep_dense=keep_dense)
+        else:
+            scores = score_fn(params, batch=data, key=key)
+            mask = masks.mask_by_keep_counts(scores, counts, per_layer=kind == "layer",
+                                             keep_dense=keep_dense)
+            bad_scores = masks.nonfinite_leaves(scores, keep_dense=keep_dense)
+        return mask, jnp.stack([bad_params, bad_scores])
 
     return one
+
+
+@cached_factory
+def _prune_jit(*config: Any) -> Any:
+    """``jax.jit(_prune_one(*config))``: :func:`prune`'s one compiled program per configuration."""
+    return jax.jit(_prune_one(*config))
+
+
+@cached_factory
+def _prune_by_seed(*config: Any) -> Any:
+    """:func:`_prune_one` taking an element of ``seeds.seeds_or_keys(seeds, 3)`` for its key."""
+    one = _prune_one(*config)
+
+    def by_seed(variables: PyTree, batch: Any, seed: jax.Array, counts: jax.Array) -> PyTree:
+        return one(variables, batch, _seeds.key_from(seed, 3), counts)
+
+    return by_seed
 
 
 def mask_reports(
