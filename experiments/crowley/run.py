@@ -12,6 +12,8 @@ channels (``jaxprune.studies.crowley.fisher_prune``), the network recorded after
   scratch   its architecture, newly initialized, trained like the large network
   reduced   WRN-16-2 uniformly thinned to the same number of parameters
             (``structured.reduce_to_budget``), trained like the large network
+  shallower WRN-10-2 (half the blocks) at the widest width within the same number of
+            parameters, trained like the large network
 Writes ``crowley.csv``, ``crowley.md`` and ``crowley.png`` (error vs parameters and vs MACs).
 """
 
@@ -47,6 +49,8 @@ from jaxprune.train.steps import make_eval_step
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
 FRACTIONS = (0.25, 0.5, 0.75)
+SHALLOW = 10  # the depth-reduced arm: WRN-10-2
+ARMS = [("pruned", "o-"), ("scratch", "s-"), ("reduced", "^-"), ("shallower", "v-")]
 
 
 def recipes(args):
@@ -151,6 +155,20 @@ def run_seed(args, seed, train, test, rows):
                      "macs": red.counts.macs, "test_accuracy": r.results["test_accuracy"],
                      "width_multiplier": red.width_multiplier})
         assert flops.count_params(rvars["params"]) == red.counts.params
+        # Reduced in depth: WRN-10-2 (one block per stage instead of two), the widest within
+        # the same parameter budget (wider than the large network where the budget allows).
+        sh = st.reduce_to_budget("wrn", params=p["params"], input_shape=input_shape,
+                                 depth=SHALLOW, widen_factor=2)
+        sh_opts = sh.options
+        smodel = models.get(sh.name, num_classes=10, **sh_opts)
+        svars = init_model(smodel, jax.random.fold_in(jax.random.key(seed), 2000 + n),
+                           train.images)
+        r = fit(smodel, svars, train, test, large_cfg.replace(model_options=sh_opts),
+                workdir=str(wd / f"shallower_{n}"), progress=not args.no_progress)
+        rows.append({**base, "arm": "shallower", "removed": n, "params": sh.counts.params,
+                     "macs": sh.counts.macs, "test_accuracy": r.results["test_accuracy"],
+                     "width_multiplier": sh.width_multiplier})
+        assert flops.count_params(svars["params"]) == sh.counts.params
     print(f"seed {seed}: " + ", ".join(f"{r['arm']}@{r['removed']} {r['test_accuracy']:.4f}"
                                        for r in rows if r["seed"] == seed), flush=True)
 
@@ -169,6 +187,26 @@ def summarize(rows):
     return out
 
 
+def paired(rows):
+    """Per removal count, paired (same seed) differences in test error between arms, points:
+    mean +/- std over seeds and how many seeds the first arm was worse in."""
+    pairs = [("reduced", "pruned"), ("shallower", "pruned"), ("scratch", "pruned"),
+             ("scratch", "reduced"), ("shallower", "reduced")]
+    err = {(r["arm"], r["removed"], r["seed"]): 100 * (1 - r["test_accuracy"]) for r in rows}
+    out = []
+    for n in sorted({r["removed"] for r in rows if r["removed"]}):
+        line = {"removed": n}
+        for a, b in pairs:
+            d = np.array([err[a, n, s] - err[b, n, s] for s in sorted({r["seed"] for r in rows})
+                          if (a, n, s) in err and (b, n, s) in err])
+            if d.size:
+                line[f"{a} - {b}"] = (f"{d.mean():+.2f} +/- {d.std(ddof=1):.2f} "
+                                      f"({int((d > 0).sum())}/{d.size} worse)"
+                                      if d.size > 1 else f"{d.mean():+.2f}")
+        out.append(line)
+    return out
+
+
 def plot(table, path, title):
     import matplotlib
 
@@ -177,7 +215,7 @@ def plot(table, path, title):
 
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.6))
     for ax, x in zip(axes, ("params", "MACs"), strict=True):
-        for arm, style in [("pruned", "o-"), ("scratch", "s-"), ("reduced", "^-")]:
+        for arm, style in ARMS:
             sel = sorted((r for r in table if r["arm"] == arm), key=lambda r: r[x])
             ax.errorbar([r[x] for r in sel], [r["_mean"] for r in sel],
                         yerr=[r["_std"] for r in sel], fmt=style, capsize=3, label=arm)
@@ -229,7 +267,9 @@ def main(argv=None) -> int:
     shown = [{k: v for k, v in r.items() if not k.startswith("_")} for r in table]
     command = " ".join(sys.argv[1:] if argv is None else argv)
     text = (f"`python experiments/crowley/run.py {command}`: {args.seeds} seeds, "
-            f"{(time.time() - t0) / 60:.1f} min wall\n\n" + format_table(shown) + "\n")
+            f"{(time.time() - t0) / 60:.1f} min wall\n\n" + format_table(shown) + "\n\n"
+            "Paired differences in test error (points; positive: the first arm is worse)\n\n"
+            + format_table(paired(rows)) + "\n")
     write_text_atomic(out / "crowley.md", text)
     plot(table, out / "crowley.png",
          f"WRN-16-2 x{args.width:g}, CIFAR-10 {args.train_subset or 50000} imgs, {args.epochs} "
