@@ -58,7 +58,9 @@ def child(method: str, n: int, impl: str) -> dict:
         if n == 1:
             one_v = jax.tree.map(lambda a: a[0], v)
             one_b = None if b is None else (b[0][0], b[1][0])
-            call = lambda: pai.prune(model, one_v, method, SPARSITY, key=keys[0], batch=one_b)
+            key = keys[0]
+            jax.block_until_ready((one_v, one_b, key))  # sliced before the timed call
+            call = lambda: pai.prune(model, one_v, method, SPARSITY, key=key, batch=one_b)
         else:
             call = lambda: pai.prune_seeds(model, v, method, SPARSITY, seeds=list(range(n)),
                                            batches=b)

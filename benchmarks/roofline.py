@@ -70,11 +70,12 @@ def fused_snip(n: int):
     def loss(params, x, y):
         (w1, b1), (w2, b2), (w3, b3) = params
         x = x.reshape(x.shape[0], -1)
-        h = jax.nn.relu(x @ w1.transpose(1, 0, 2).reshape(SIZES[0], -1) + b1.reshape(-1))
+        h = jax.nn.relu(x @ w1.transpose(1, 0, 2).reshape(SIZES[0], -1) + b1.reshape(1, -1))
         h = h.reshape(x.shape[0], n, SIZES[1]).transpose(1, 0, 2)          # (N, B, 300)
         h = jax.nn.relu(jnp.einsum("nbi,nio->nbo", h, w2) + b2[:, None])
         logits = jnp.einsum("nbi,nio->nbo", h, w3) + b3[:, None]
-        ce = optax.softmax_cross_entropy_with_integer_labels(logits, y[None])
+        ce = optax.softmax_cross_entropy_with_integer_labels(
+            logits, jnp.broadcast_to(y, (n, y.shape[0])))
         return ce.mean(axis=1).sum()  # seeds independent: the gradient of the sum is per seed
 
     @jax.jit

@@ -323,3 +323,34 @@ def test_train_seeds_row_trains_the_stacked_seeds():
     assert {k: row[k] for k in ("model", "strategy", "seeds")} == {
         "model": "vgg16", "strategy": "loop", "seeds": 2}
     assert row["first_s"] > 0 and row["epoch_s"] > 0
+
+
+def test_roofline_flop_count_and_fused_snip_equal_the_library():
+    """The hand FLOP count (2 per multiply-add; backward: weight gradients of every layer, input
+    gradients of all but the first) and the fused-first-layer SNIP prototype against the
+    library's SNIP scores on the same batch."""
+    from benchmarks import roofline
+    from benchmarks import workloads as W
+    from jaxprune import seeds
+
+    macs = 784 * 300 + 300 * 100 + 100 * 10
+    assert roofline.mlp_flops(1, backward=False) == 2 * macs
+    assert roofline.mlp_flops(4, backward=True) == 4 * (2 * macs * 2 + 2 * (300 * 100 + 100 * 10))
+    n = 2
+    v, b, k = W.score_inputs(roofline.MLP, n)
+    b0 = seeds.unstack(b, 0)
+    want = seeds.map_stacked(W.score_only_fn(roofline.MLP, "snip"), v, b0, k,
+                             in_axes=(0, None, 0), strategy="loop")
+    got = roofline.fused_snip(n)(roofline._as_tuples(v), *b0)
+    for g, name in zip(got, sorted(want), strict=True):
+        np.testing.assert_allclose(g, want[name]["kernel"], rtol=1e-4,
+                                   atol=1e-6 * float(jnp.max(want[name]["kernel"])))
+
+
+def test_compile_time_child_reports_the_first_call():
+    from benchmarks import compile_time
+
+    for impl in ("library", "plain"):
+        out = compile_time.child("magnitude", 2, impl)
+        assert out["compiles"] >= 1 and 0 < out["compile_s"] <= out["first_s"], out
+        assert out["steady_s"] > 0
