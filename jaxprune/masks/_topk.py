@@ -108,7 +108,7 @@ def _select_top(key: jax.Array, eligible: jax.Array, k: jax.Array) -> jax.Array:
 
     def more_than_k(carry: tuple) -> jax.Array:
         i, _, count = carry
-        return (count > k) & (i < ends[-1])
+        return (count > k) & (k > 0) & (i < ends[-1])
 
     def bit(carry: tuple) -> tuple:
         i, t, count = carry
