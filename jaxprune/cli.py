@@ -660,6 +660,9 @@ def cmd_scratch_search(args: argparse.Namespace) -> int:
     scratch.search(structure, ones, args.reduction, reference_macs=reference,
                    tolerance=float("inf"))  # a target no structure reaches fails here, first
     train, val, _ = _scratch_splits(args, args.dataset)
+    if args.batch_size > len(train.labels):
+        raise ValueError(f"--batch-size {args.batch_size} exceeds the {len(train.labels)} "
+                         "gate-training examples (after --val-size and --train-subset)")
     seeds = list(range(args.first_seed, args.first_seed + args.seeds))
     wd = Path(args.workdir)
     _claim(wd, {"command": "scratch search", "model": args.model, "dataset": args.dataset,
@@ -830,7 +833,9 @@ def cmd_scratch_diversity(args: argparse.Namespace) -> int:
             raise ValueError(f"{src} holds {len(groups[label])} structure(s); diversity needs "
                              "at least two (more --seeds)")
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    _claim(out, {"command": "scratch diversity",
+                 "sources": [str(Path(s).resolve()) for s in args.sources], "labels": labels,
+                 "permutations": args.permutations})
     rows = []
     for label, w in groups.items():
         d = scratch.diversity(w, full)

@@ -430,6 +430,7 @@ def test_scratch_search_train_diversity_and_refusals(tmp_path, capsys):
         (["--target", "0"], "the gate target r must lie in (0, 1)"),
         (["--expansion", "0.5"], "expansion must be >= 1"),
         (["--reduction", "0"], "target reduction must lie in (0, 1)"),
+        (["--batch-size", "5000"], "--batch-size 5000 exceeds the"),
     ]:
         wd = tmp_path / "refused"
         assert main([*base, *extra, "--workdir", str(wd)]) == 2, extra
@@ -461,3 +462,10 @@ def test_scratch_search_train_diversity_and_refusals(tmp_path, capsys):
     assert "random more diverse than trained?" in capsys.readouterr().out
     assert {"diversity.csv", "widths.csv", "diversity.png", "diversity.json"} <= {
         p.name for p in out.iterdir()}
+    before = (out / "diversity.json").read_bytes()
+    assert main(["scratch", "diversity", "--from", str(tmp_path / "r"), str(tmp_path / "t"),
+                 "--labels", "random", "trained", "--permutations", "60",
+                 "--out", str(out)]) == 2  # another configuration: refused, nothing rewritten
+    err = capsys.readouterr().err
+    assert "holds a run with a different configuration" in err and err.count("\n") == 1
+    assert (out / "diversity.json").read_bytes() == before

@@ -142,17 +142,24 @@ def test_search_hits_the_reduction_of_the_standard_model(name, options, expansio
         assert all(w >= 1 for w in found.widths.values())
 
 
-def test_search_follows_the_global_gate_order():
-    wide = st.channel_groups("vgg16", classifier_widths=(), width_multiplier=1.25)
-    rng = np.random.default_rng(1)
+@pytest.mark.parametrize("name, options, width, seed, reduction, skipped", [
+    ("vgg16", {"classifier_widths": ()}, 1.25, 1, 0.5, 0),  # a plain global threshold hits it
+    ("resnet56", {}, 1.5, 1, 0.3, 3),                 # the fill keeps 3 channels out of order
+])
+def test_search_follows_the_global_gate_order(name, options, width, seed, reduction, skipped):
+    wide = st.channel_groups(name, width_multiplier=width, **options)
+    rng = np.random.default_rng(seed)
     gates = {g.name: rng.random(g.width) for g in wide.groups}
-    found = scratch.search(wide, gates, 0.5, reference_macs=scratch.standard_macs(
-        "vgg16", classifier_widths=()))
+    reference = scratch.standard_macs(name, **options)
+    found = scratch.search(wide, gates, reduction, reference_macs=reference)
     kept = np.concatenate([gates[g][found.keep[g]] for g in gates])
     cut = np.concatenate([np.delete(gates[g], found.keep[g]) for g in gates])
-    assert cut.max() <= kept.min() or st.prune_to_reduction(  # a plain global threshold, or
-        wide, gates, 0.5, reference=scratch.standard_macs("vgg16", classifier_widths=())
-    ).skipped > 0                                            # the fill kept a few out of order
+    plan = st.prune_to_reduction(wide, gates, reduction, reference=reference)
+    assert all(np.array_equal(found.keep[g], plan.keep[g]) for g in gates)
+    assert plan.skipped == skipped
+    # Every removed channel ranks below every kept one, except the channels the fill kept
+    # because removing them would overshoot: exactly `skipped` kept channels rank lower.
+    assert int(np.sum(kept < cut.max())) == skipped
 
 
 def test_unreachable_targets_and_bad_settings_raise():
