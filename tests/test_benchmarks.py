@@ -354,3 +354,17 @@ def test_compile_time_child_reports_the_first_call():
         out = compile_time.child("magnitude", 2, impl)
         assert out["compiles"] >= 1 and 0 < out["compile_s"] <= out["first_s"], out
         assert out["steady_s"] > 0
+
+
+def test_reference_rows_trace_their_own_top_k():
+    """`pai.prune` traced inside `prototypes.sort_topk()` carries the sorting top-k even after
+    the same configuration was traced outside it (no cached trace replayed)."""
+    from benchmarks import workloads as W
+
+    v, b, k = W.score_inputs("lenet_300_100", 1)
+    args = (jax.tree.map(lambda a: a[0], v), jax.tree.map(lambda a: a[0], b), k[0])
+    main = W.prune_fn("lenet_300_100", "magnitude", 1, "float32", "main")
+    ref = W.prune_fn("lenet_300_100", "magnitude", 1, "float32", "sorttopk")
+    assert " sort[" not in str(jax.make_jaxpr(main)(*args))
+    with prototypes.sort_topk():
+        assert " sort[" in str(jax.make_jaxpr(ref)(*args))

@@ -190,8 +190,12 @@ def prune(
     counts = budget(variables["params"], sparsity, allocation, keep_dense=keep_dense,
                     rounds=rounds)
     dense = tuple(tuple(p) for p in keep_dense)
-    one = _prune_jit(model, method, shape, _kind(rounds, allocation), dense,
-                     _options(grasp_temperature, criterion_options))
+    config = (model, method, shape, _kind(rounds, allocation), dense,
+              _options(grasp_temperature, criterion_options))
+    # Concrete inputs: one compiled program. Under a caller's trace: inlined, so the caller's
+    # program is traced afresh (a cached inner jit would replay its first trace).
+    traced = any(isinstance(x, jax.core.Tracer) for x in jax.tree.leaves((variables, batch, key)))
+    one = _prune_one(*config) if traced else _prune_jit(*config)
     mask, nonfinite = one(variables, batch, key, counts)
     if isinstance(nonfinite, jax.core.Tracer):
         return mask
