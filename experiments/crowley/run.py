@@ -144,31 +144,21 @@ def run_seed(args, seed, train, test, rows):
                 progress=not args.no_progress)
         rows.append({**base, "arm": "scratch", "removed": n, "params": p["params"],
                      "macs": p["macs"], "test_accuracy": r.results["test_accuracy"]})
-        red = st.reduce_to_budget("wrn", params=p["params"], input_shape=input_shape,
-                                  depth=16, widen_factor=2)
-        rmodel = models.get(red.name, num_classes=10, **red.options)
-        rvars = init_model(rmodel, jax.random.fold_in(jax.random.key(seed), 1000 + n),
-                           train.images)
-        r = fit(rmodel, rvars, train, test, large_cfg.replace(model_options=red.options),
-                workdir=str(wd / f"reduced_{n}"), progress=not args.no_progress)
-        rows.append({**base, "arm": "reduced", "removed": n, "params": red.counts.params,
-                     "macs": red.counts.macs, "test_accuracy": r.results["test_accuracy"],
-                     "width_multiplier": red.width_multiplier})
-        assert flops.count_params(rvars["params"]) == red.counts.params
-        # Reduced in depth: WRN-10-2 (one block per stage instead of two), the widest within
-        # the same parameter budget (wider than the large network where the budget allows).
-        sh = st.reduce_to_budget("wrn", params=p["params"], input_shape=input_shape,
-                                 depth=SHALLOW, widen_factor=2)
-        sh_opts = sh.options
-        smodel = models.get(sh.name, num_classes=10, **sh_opts)
-        svars = init_model(smodel, jax.random.fold_in(jax.random.key(seed), 2000 + n),
-                           train.images)
-        r = fit(smodel, svars, train, test, large_cfg.replace(model_options=sh_opts),
-                workdir=str(wd / f"shallower_{n}"), progress=not args.no_progress)
-        rows.append({**base, "arm": "shallower", "removed": n, "params": sh.counts.params,
-                     "macs": sh.counts.macs, "test_accuracy": r.results["test_accuracy"],
-                     "width_multiplier": sh.width_multiplier})
-        assert flops.count_params(svars["params"]) == sh.counts.params
+        # Reduced networks at the pruned network's parameter count, the widest in budget:
+        # WRN-16-2 thinner; WRN-10-2 (one block per stage instead of two), wider than the
+        # large network where the budget allows.
+        for arm, depth, fold in (("reduced", 16, 1000), ("shallower", SHALLOW, 2000)):
+            red = st.reduce_to_budget("wrn", params=p["params"], input_shape=input_shape,
+                                      depth=depth, widen_factor=2)
+            rmodel = models.get(red.name, num_classes=10, **red.options)
+            rvars = init_model(rmodel, jax.random.fold_in(jax.random.key(seed), fold + n),
+                               train.images)
+            r = fit(rmodel, rvars, train, test, large_cfg.replace(model_options=red.options),
+                    workdir=str(wd / f"{arm}_{n}"), progress=not args.no_progress)
+            rows.append({**base, "arm": arm, "removed": n, "params": red.counts.params,
+                         "macs": red.counts.macs, "test_accuracy": r.results["test_accuracy"],
+                         "width_multiplier": red.width_multiplier})
+            assert flops.count_params(rvars["params"]) == red.counts.params
     print(f"seed {seed}: " + ", ".join(f"{r['arm']}@{r['removed']} {r['test_accuracy']:.4f}"
                                        for r in rows if r["seed"] == seed), flush=True)
 

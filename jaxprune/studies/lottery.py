@@ -479,21 +479,17 @@ def _save_tree(path: Path, tree: PyTree) -> None:
     save_tree(path, tree)
 
 
-def _npz(path: Path, arrays: Mapping[str, np.ndarray]) -> None:
-    write_npz_atomic(path, arrays)
-
-
 def _write_level(root: Path, level: int, mask: PyTree, summary: Mapping[str, Any]) -> None:
     d = _level_dir(root, level)
     d.mkdir(parents=True, exist_ok=True)
     flat = jax.tree_util.tree_leaves_with_path(mask)
-    _npz(d / "masks.npz", {masks.path_str(kp): np.asarray(m) for kp, m in flat})
+    write_npz_atomic(d / "masks.npz", {masks.path_str(kp): np.asarray(m) for kp, m in flat})
     write_json_atomic(d / "summary.json", summary)
 
 
 def _write_survival(root: Path, level_masks: Sequence[PyTree], keep_dense) -> None:
     counts = survival_counts(level_masks, keep_dense=keep_dense)
-    _npz(root / "survival.npz", {**counts, "levels": np.asarray(len(level_masks) - 1)})
+    write_npz_atomic(root / "survival.npz", {**counts, "levels": np.asarray(len(level_masks) - 1)})
 
 
 def read_survival(workdir: str | Path) -> tuple[dict[str, np.ndarray], int]:
