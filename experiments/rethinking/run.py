@@ -40,7 +40,7 @@ ROOT = HERE.parents[1]
 # study -> (model, width multiplier at CPU scale, arms). An arm: (label, kind, argument).
 STUDIES = {
     "l1": ("vgg16", 0.25, [("VGG-16-A", "policy", ("l1", "li-vgg16-a", {}))]),
-    "l1-resnet": ("resnet56", 0.5, [
+    "l1-resnet": ("resnet56", 0.25, [
         ("ResNet-56-A", "policy", ("l1", "li-resnet56-a", {})),
         ("ResNet-56-B", "policy", ("l1", "li-resnet56-b", {})),
     ]),
