@@ -6,6 +6,7 @@
     python -m benchmarks.probes topk [--out F.json]   # global top-k of 266,610 scores, 3 ways
     python -m benchmarks.probes convs                 # ResNet-20's convs and SNIP, XLA vs PyTorch
     python -m benchmarks.probes synflow-agreement [--out F.json]  # SynFlow masks, both sides
+    python -m benchmarks.probes train-groups [--out F.json]  # masked Adam step, 1..32 networks
 
 ``what`` is ``scores`` (SNIP alone), ``prune`` (SNIP + 90% global mask) or ``synflow`` (100
 rounds + mask, no vmap or chunks), on LeNet-300-100; ``flush`` overwrites 128 MB before every
@@ -287,6 +288,54 @@ def convs(batch: int = 100) -> None:
                                                  for k, v in times.items()))
 
 
+def train_groups(sizes: tuple[int, ...] = (1, 2, 4, 8, 16, 32), batch: int = 60,
+                 steps: int = 50) -> dict:
+    """The library's masked LeNet-300-100 Adam step (``train.loop._programs``: what ``fit`` runs
+    each step, batch 60 as the lottery study) for G networks vmapped together: ms per network
+    step. ``fit(strategy="auto")`` groups stacked networks by ``train.loop.GROUP_SIZE``; this
+    is the measurement that size rests on."""
+    from jaxprune import masks, models
+    from jaxprune.studies import pai
+    from jaxprune.train import TrainConfig, split_variables
+    from jaxprune.train.loop import _programs, _recipe
+
+    model = models.get(MLP)
+    cfg = TrainConfig(batch_size=batch, optimizer="adam", learning_rate=1.2e-3,
+                      schedule="constant")
+    x = jnp.asarray(np.random.default_rng(0).random((6000, 28, 28, 1), np.float32))
+    y = jnp.asarray(np.arange(6000) % 10, jnp.int32)
+    rng = np.random.default_rng(1)
+    impls, states = {}, {}
+    for g in sizes:
+        progs = _programs(model, _recipe(cfg), 100, 6000, 0, None, 4, g > 1)
+        init = pai.init_seeds(model, (28, 28, 1), list(range(g)))
+        mask = jax.vmap(masks.ones_like)(init["params"])
+        if g == 1:
+            init, mask = seeds.unstack(init, 0), seeds.unstack(mask, 0)
+        params, model_state = split_variables(init)
+        lead = (g,) if g > 1 else ()
+        idx = [jnp.asarray(rng.integers(0, 6000, (*lead, batch)), jnp.int32)
+               for _ in range(steps)]
+        kd = jax.random.key_data(jax.random.split(jax.random.key(0), max(g, 2))[:g])
+        kd = kd if g > 1 else kd[0]
+        states[g] = (progs.init(params, model_state, mask, 0),
+                     {k: jnp.zeros(lead) for k in ("loss", "correct", "count")})
+
+        def run(g=g, progs=progs, idx=idx, kd=kd):
+            state, sums = states[g]
+            for i in idx:
+                state, sums = progs.step(state, sums, x, y, i, kd)
+            states[g] = (state, sums)
+            return state
+
+        impls[f"G={g}"] = run
+    times = _medians(impls, 7, spread=True)
+    per = {k: 1e3 * v / steps / int(k[2:]) for k, v in times.items()}
+    print(f"ms per network step (batch {batch}, {steps} steps per call): "
+          + ", ".join(f"{k} {v:.3f}" for k, v in per.items()))
+    return {"batch": batch, "steps": steps, "ms_per_network_step": per}
+
+
 if __name__ == "__main__":
     from benchmarks import harness
 
@@ -307,8 +356,9 @@ if __name__ == "__main__":
                    flush="flush" in args[2:], cos_off="cos-off" in args[2:])
     elif probe == "shared-batch":
         shared_batch(int(args[0]) if args else 32)
-    elif probe in ("topk", "synflow-agreement"):
-        figures = topk() if probe == "topk" else synflow_agreement(*args[:1])
+    elif probe in ("topk", "synflow-agreement", "train-groups"):
+        figures = {"topk": topk, "train-groups": train_groups}.get(
+            probe, lambda: synflow_agreement(*args[:1]))()
         head["loadavg_end"] = harness.loadavg()
         print(f"# load at end {head['loadavg_end']}")
         if out_path:
@@ -321,4 +371,4 @@ if __name__ == "__main__":
         convs()
     else:
         raise SystemExit(f"unknown probe {probe!r}: peak, strategies, shared-batch, topk, convs, "
-                         "synflow-agreement")
+                         "synflow-agreement, train-groups")

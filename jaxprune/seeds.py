@@ -163,7 +163,7 @@ def seed_keys(seeds: Sequence[int], *folds: int) -> jax.Array:
     """
     seeds = [int(s) for s in seeds]
     folds = tuple(int(f) for f in folds)
-    if all(-(2**31) <= s < 2**31 for s in seeds):
+    if _int32(seeds):
         return _seed_keys(folds)(jnp.asarray(seeds, jnp.int32))
     return jnp.stack([_fold(jax.random.key(s), folds) for s in seeds])  # beyond int32: eager
 
@@ -173,9 +173,14 @@ def seeds_or_keys(seeds: Sequence[int], *folds: int) -> Any:
     when every seed fits in int32 (nothing is compiled; :func:`key_from` inside the program
     gives the key :func:`seed_keys` would), else ``seed_keys(seeds, *folds)``."""
     seeds = [int(s) for s in seeds]
-    if all(-(2**31) <= s < 2**31 for s in seeds):
+    if _int32(seeds):
         return np.asarray(seeds, np.int32)
     return seed_keys(seeds, *folds)
+
+
+def _int32(seeds: list[int]) -> bool:
+    """Whether every seed fits in int32 (then its key is derived inside a compiled program)."""
+    return all(-(2**31) <= s < 2**31 for s in seeds)
 
 
 def key_from(seed_or_key: jax.Array, *folds: int) -> jax.Array:

@@ -529,8 +529,10 @@ def run_identity(
 
 #: Networks per group when ``fit(strategy="auto")`` groups stacked matmul networks on CPU: one
 #: LeNet-300-100 train step (batch 60) costs 0.77 ms alone, 0.53 ms per network vmapped over 8,
-#: 0.58 over 16 and 0.86 over 32 (batched GEMMs fall out of cache), so 32 networks train 1.6x
-#: faster as four vmapped groups of 8 than as one program.
+#: 0.58 over 16 and 0.86 over 32 on a 2-core AMD EPYC (batched GEMMs fall out of cache), so 32
+#: networks train 1.6x faster as four vmapped groups of 8 than as one program; on a 2-core Intel
+#: Xeon 0.91 alone, 0.70 over 4 or 8, 0.82 over 16, 1.21 over 32
+#: (``python -m benchmarks.probes train-groups``).
 GROUP_SIZE = 8
 
 
