@@ -223,12 +223,12 @@ def plot(table, path, title):
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--seeds", type=int, default=3)
-    p.add_argument("--epochs", type=int, default=10)
+    p.add_argument("--epochs", type=int, default=6)
     p.add_argument("--width", type=float, default=0.5, help="width multiplier of WRN-16-2")
     p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--steps-between", type=int, default=10,
+    p.add_argument("--steps-between", type=int, default=5,
                    help="fine-tuning steps between two removals (reference: 100)")
-    p.add_argument("--train-subset", type=int, default=5000)
+    p.add_argument("--train-subset", type=int, default=4000)
     p.add_argument("--test-subset", type=int, default=2000)
     p.add_argument("--full", action="store_true", help="the reference's setting (GPU)")
     p.add_argument("--data-dir", default=str(ROOT / "runs" / "data"))
