@@ -1,13 +1,13 @@
 """A Closer Look at Structured Pruning (Crowley et al. 2018) at CPU scale: Fisher-pruned and
-fine-tuned WRNs vs reduced (uniformly thinner) WRNs and the pruned architectures trained from
-scratch, at equal parameter counts.
+fine-tuned WRNs vs reduced (uniformly thinner or shallower) WRNs and the pruned architectures
+trained from scratch, at equal parameter counts.
 
   python experiments/crowley/run.py            # the CPU-scale table (see README.md)
   python experiments/crowley/run.py --full     # the reference's setting (GPU)
 
 Per seed: train WRN-16-2 (x1/2 width at CPU scale); greedy Fisher pruning of the block-internal
 channels (``jaxprune.studies.crowley.fisher_prune``), the network recorded after removing 25%,
-50% and 75% of them; at each point three networks with the same parameter count budget:
+50% and 75% of them; at each point four networks with the same parameter count budget:
   pruned    the Fisher-pruned network, fine-tuned along the way (the pruning-and-tuning result)
   scratch   its architecture, newly initialized, trained like the large network
   reduced   WRN-16-2 uniformly thinned to the same number of parameters
