@@ -12,3 +12,12 @@ Run ``python -m benchmarks.run --quick`` (minutes) or ``python -m benchmarks.run
   probes      standalone probes quoted in docs/benchmarks.md (GEMM peak, strategies, top-k, ...)
   checks      recompiles, trace counts, bool masks, donation, known failures
 """
+
+import os as _os
+import sys as _sys
+
+# Benchmarks time compilation and steady state; a persistent compilation cache (a user's, or the
+# test suite's per-run one) would turn compiles into file loads. When a benchmark is the program
+# (jax not imported yet), switch the cache off for it and every process it starts.
+if "jax" not in _sys.modules:
+    _os.environ["JAX_ENABLE_COMPILATION_CACHE"] = "false"

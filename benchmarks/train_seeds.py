@@ -23,7 +23,9 @@ ROWS = [("vgg16", 0.25), ("wrn", 0.5)]
 STRATEGIES = ("loop", "vmap", "chunked")
 
 
-def _one(model: str, width: float, strategy: str, seeds: int) -> dict:
+def row(model: str, width: float, strategy: str, seeds: int, images: int = 1024) -> dict:
+    """One (model, strategy) row: compile with a first epoch of `images` random images, then
+    time a second `fit` of the same setup."""
     import jax
     import numpy as np
 
@@ -35,8 +37,8 @@ def _one(model: str, width: float, strategy: str, seeds: int) -> dict:
         opts.update(depth=16, widen_factor=2)
     net = models.get(model, num_classes=10, **opts)
     rng = np.random.default_rng(0)
-    train = Split(rng.random((1024, 32, 32, 3), np.float32),
-                  rng.integers(0, 10, 1024).astype(np.int32))
+    train = Split(rng.random((images, 32, 32, 3), np.float32),
+                  rng.integers(0, 10, images).astype(np.int32))
     test = Split(train.images[:256], train.labels[:256])
     keys = jax.random.split(jax.random.key(0), seeds)
     stacked = jax.vmap(lambda k: net.init(k, train.images[:1], train=False))(keys)
@@ -62,7 +64,7 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     rows = [(args.model, args.width)] if args.model else ROWS
     if args.strategy:
-        print(json.dumps(_one(args.model, args.width, args.strategy, args.seeds)), flush=True)
+        print(json.dumps(row(args.model, args.width, args.strategy, args.seeds)), flush=True)
         return 0
     results = []
     for model, width in rows:
@@ -71,9 +73,9 @@ def main(argv=None) -> int:
                 [sys.executable, "-m", "benchmarks.train_seeds", "--model", model, "--width",
                  str(width), "--seeds", str(args.seeds), "--strategy", strategy],
                 capture_output=True, text=True, check=True).stdout
-            row = json.loads(out.strip().splitlines()[-1])
-            results.append(row)
-            print(json.dumps(row), flush=True)
+            result = json.loads(out.strip().splitlines()[-1])
+            results.append(result)
+            print(json.dumps(result), flush=True)
     print(f"\n{platform.processor() or platform.machine()}, {args.seeds} seeds, one epoch of "
           "1,024 images at batch 64 (second fit: compiled programs cached)")
     print(f"{'model':<8} {'width':>5} {'strategy':<8} {'epoch s':>8} {'loop / this':>11}")

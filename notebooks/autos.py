@@ -42,7 +42,7 @@ train, test = Split(*data.load("digits", "train")), Split(*data.load("digits", "
 widths = (32, 16)
 model = models.get("lenet_300_100", widths=widths)
 config = TrainConfig(model="lenet_300_100", dataset="digits", model_options={"widths": widths},
-                     epochs=3 if QUICK else 8, batch_size=64, optimizer="adam",
+                     epochs=2 if QUICK else 8, batch_size=64, optimizer="adam",
                      learning_rate=3e-3)
 
 # %% [markdown]
@@ -51,7 +51,7 @@ config = TrainConfig(model="lenet_300_100", dataset="digits", model_options={"wi
 # survival count of a weight is the number of levels it survived.
 
 # %%
-levels = 3 if QUICK else 6
+levels = 2 if QUICK else 6
 imp = lottery.run(model, train, test, config,
                   lottery.LotteryConfig(levels=levels, rate=0.3, controls=()),
                   seeds=[0, 1, 2], workdir=f"{work}/imp", progress=False)
@@ -69,7 +69,7 @@ for row in lottery.arm_rows(imp.levels):
 ds = autos.dataset_from_lottery([f"{work}/imp"])
 train_rows, held_rows = autos.split(ds, "run")
 scorer, curve = autos.train_scorer(ds, train_rows, held_rows, widths=(16, 64, 64),
-                                   epochs=3 if QUICK else 15, batch_size=256, progress=False)
+                                   epochs=2 if QUICK else 15, batch_size=256, progress=False)
 autos.save_scorer(scorer, f"{work}/scorer", curve)
 print(f"held-out rank correlation: scorer {scorer.info['heldout_spearman']:.3f}, |theta_0| "
       f"{scorer.info['heldout_spearman_magnitude']:.3f}, |theta_0 g_0| "
@@ -89,8 +89,9 @@ fig.savefig(f"{OUT}/autos_scorer.png", dpi=120)
 # together.
 
 # %%
+sparsities = [0.5, 0.9] if QUICK else [0.5, 0.9, 0.97]
 rows = pai.sweep(model, train, test, config, methods=["magnitude", "snip", "autos"],
-                 sparsities=[0.5, 0.9, 0.97], seeds=[10, 11], progress=False,
+                 sparsities=sparsities, seeds=[10, 11], progress=False,
                  criterion_options={"scorer": f"{work}/scorer"})
 table = pai.aggregate(rows)
 for r in table:

@@ -39,6 +39,8 @@ OUT = os.environ.get("JAXPRUNE_NOTEBOOK_OUT", "notebooks/figures")
 os.makedirs(OUT, exist_ok=True)
 
 train, test = Split(*data.load("mnist1d", "train")), Split(*data.load("mnist1d", "test"))
+if QUICK:  # a smoke run: 1,000 training examples
+    train = Split(train.images[:1000], train.labels[:1000])
 model = models.get("mlp_6x100")
 input_shape = train.images.shape[1:]
 print("train", train.images.shape, "test", test.images.shape)
@@ -79,7 +81,7 @@ fig.savefig(f"{OUT}/layer_density.png", dpi=120)
 # Three seeds per point (two in the quick run); all networks train together in one vmapped run.
 
 # %%
-config = TrainConfig(model="mlp_6x100", dataset="mnist1d", epochs=4 if QUICK else 30,
+config = TrainConfig(model="mlp_6x100", dataset="mnist1d", epochs=2 if QUICK else 30,
                      batch_size=100, optimizer="adam", learning_rate=2e-3, schedule="cosine")
 log10s = [1.0, 2.0] if QUICK else [0.5, 1.0, 1.5, 2.0, 2.5]
 rows = pai.sweep(model, train, test, config, methods=methods,

@@ -41,11 +41,14 @@ os.makedirs(OUT, exist_ok=True)
 
 x, y = data.load("mnist1d", "train")
 train, val = Split(x[:-1000], y[:-1000]), Split(x[-1000:], y[-1000:])
+if QUICK:  # a smoke run: 1,000 gate-training examples, 500 for validation
+    train, val = Split(train.images[:1000], train.labels[:1000]), Split(val.images[:500],
+                                                                      val.labels[:500])
 test = Split(*data.load("mnist1d", "test"))
 structure, standard = scratch.expanded_structure("cnn1d_mnist1d", {}, 1.5)
 reference = scratch.standard_macs("cnn1d_mnist1d", **standard)
-gate_cfg = scratch.GateConfig(epochs=3 if QUICK else 10, batch_size=64, augment=False)
-n_random, n_trained = (8, 4) if QUICK else (32, 8)
+gate_cfg = scratch.GateConfig(epochs=2 if QUICK else 10, batch_size=64, augment=False)
+n_random, n_trained = (6, 3) if QUICK else (32, 8)
 print(f"{len(structure.groups)} gated layers, {sum(g.width for g in structure.groups)} gates; "
       f"standard model {reference:,} MACs, expanded {st.count_pruned(structure).macs:,}")
 
@@ -72,7 +75,7 @@ print(f"random networks: {rand_result.strategy}; gates reached r = {gate_cfg.tar
 
 # %%
 trained_seeds = list(range(1000, 1000 + n_trained))
-pre_cfg = scratch.train_config(2 if QUICK else 10, 0.0, optimizer="adam", learning_rate=3e-3,
+pre_cfg = scratch.train_config(1 if QUICK else 10, 0.0, optimizer="adam", learning_rate=3e-3,
                                schedule="constant", augment=False)
 pre = fit(structure.model, init(trained_seeds), train, val, pre_cfg, seeds=trained_seeds,
           progress=False)
@@ -115,12 +118,12 @@ plot_structure_diversity(groups, names, full, f"{OUT}/pfs_diversity.png",
 # better with it than with the paper's SGD recipe in so few epochs).
 
 # %%
-epochs = 2 if QUICK else 10
+epochs = 1 if QUICK else 10
 cfg = scratch.train_config(epochs, 0.5, optimizer="adam", learning_rate=3e-3,
                            schedule="constant", augment=False)
 results = []
 for label, found in (("random", rand_found), ("trained", trained_found)):
-    for f in found[:2 if QUICK else 4]:
+    for f in found[:1 if QUICK else 4]:
         net = st.fresh_init(structure, f.searched.keep, key=jax.random.key(f.seed),
                             input_shape=train.images.shape[1:])
         res = fit(net.model, net.variables, train, test, cfg.replace(seed=f.seed),

@@ -1,8 +1,17 @@
-"""Shared test configuration: strict JAX numerics and the location of real data."""
+"""Shared test configuration: strict JAX numerics, the location of real data, a compilation cache
+that lives as long as one run of the suite, and the suite's time budget.
+
+How the suite runs (see README "Development"): ``python -m pytest -q`` spreads the tests over the
+machine's cores with pytest-xdist (``-n auto`` in ``pyproject.toml``), prints the 15 slowest, and
+fails a whole-suite run that takes longer than ``SUITE_BUDGET_S``. ``-n 0`` runs in one process.
+"""
 
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
+import time
 from pathlib import Path
 
 import jax
@@ -11,6 +20,95 @@ import pytest
 jax.config.update("jax_numpy_rank_promotion", "raise")
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+
+# The whole suite's wall-time budget, in seconds, for `python -m pytest -q` on the 2-core
+# development machine (this is the one place it is written): twice the measured figure
+# (docs/architecture.md, "Tests"), so noise and a slower machine pass and a doubling fails.
+SUITE_BUDGET_S = 1300
+
+# JAX's persistent compilation cache, shared by the xdist workers and every subprocess the tests
+# start (CLI, notebooks, benchmarks) through the environment, in a folder made for this run and
+# removed after it; every program is kept (the CLI tests rerun the same training in new processes).
+_CACHE_ENV = "JAX_COMPILATION_CACHE_DIR"
+_CACHE_SETTINGS = {"JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0"}
+
+
+_START = pytest.StashKey[float]()
+_CACHE_DIR = pytest.StashKey[str]()
+_TOOK = pytest.StashKey[float]()
+
+
+def _is_xdist_worker(config: pytest.Config) -> bool:
+    return hasattr(config, "workerinput")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "compiles: counts XLA compilations, so runs with the persistent compilation "
+        "cache switched off (a program loaded from the cache is not compiled)")
+    if not _is_xdist_worker(config):  # the controller (or the only process) owns the folder
+        config.stash[_START] = time.monotonic()
+        config.stash[_CACHE_DIR] = tempfile.mkdtemp(prefix="jaxprune-test-xla-cache-")
+        os.environ[_CACHE_ENV] = config.stash[_CACHE_DIR]
+        os.environ.update(_CACHE_SETTINGS)
+    # Workers inherit the environment, but jax read it when this file imported jax (before the
+    # controller set it), so the options are set here as well.
+    jax.config.update("jax_compilation_cache_dir", os.environ[_CACHE_ENV])
+    jax.config.update("jax_persistent_cache_min_compile_time_secs",
+                      float(os.environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"]))
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    if _CACHE_DIR in config.stash:
+        shutil.rmtree(config.stash[_CACHE_DIR], ignore_errors=True)
+
+
+@pytest.fixture(autouse=True)
+def _no_persistent_cache_when_counting_compiles(request):
+    """Tests marked ``compiles`` see every program compiled, as in a process without the cache."""
+    if request.node.get_closest_marker("compiles") is None:
+        yield
+        return
+    from jax.experimental.compilation_cache import compilation_cache
+
+    jax.config.update("jax_enable_compilation_cache", False)
+    compilation_cache.reset_cache()  # jax decides once per process whether the cache is used
+    try:
+        yield
+    finally:
+        jax.config.update("jax_enable_compilation_cache", True)
+        compilation_cache.reset_cache()
+
+
+def _is_whole_suite(config: pytest.Config) -> bool:
+    """The README's command: the configured testpaths, nothing selected or deselected."""
+    return (config.args_source == pytest.Config.ArgsSource.TESTPATHS
+            and not config.option.keyword and not config.option.markexpr
+            and not getattr(config.option, "lf", False))
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """A whole-suite run over ``SUITE_BUDGET_S`` fails (its summary line says why)."""
+    config = session.config
+    if _START not in config.stash or not _is_whole_suite(config):
+        return
+    config.stash[_TOOK] = took = time.monotonic() - config.stash[_START]
+    if took > SUITE_BUDGET_S and exitstatus == pytest.ExitCode.OK:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config: pytest.Config) -> None:
+    if _TOOK not in config.stash:
+        return
+    took = config.stash[_TOOK]
+    if took <= SUITE_BUDGET_S:
+        terminalreporter.write_line(f"suite wall time {took:.1f} s, within its budget of "
+                                    f"{SUITE_BUDGET_S} s (tests/conftest.py)")
+    else:
+        terminalreporter.write_line(
+            f"FAILED: the suite took {took:.1f} s, over its budget of {SUITE_BUDGET_S} s "
+            "(SUITE_BUDGET_S in tests/conftest.py): make the slowest tests above cheaper, or "
+            "raise the budget there with the reason", red=True)
 
 
 def _shared_data_dir() -> Path | None:

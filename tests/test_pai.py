@@ -208,6 +208,7 @@ def _compilations():
         jax.monitoring.unregister_event_duration_listener(listener)
 
 
+@pytest.mark.compiles
 @pytest.mark.parametrize(("method", "kw"), [
     ("snip", {}),
     ("synflow", {"rounds": 3}),
@@ -233,6 +234,7 @@ def test_prune_seeds_compiles_once_for_any_seeds_and_sparsity(setup, method, kw)
     jax.tree.map(lambda a, b: np.testing.assert_array_equal(a[i], b), got, ref)
 
 
+@pytest.mark.compiles
 def test_prune_reuses_compiled_programs_across_calls_and_sparsities(setup):
     model, _, _, _, variables, batches = setup
     one = jax.tree.map(lambda a: a[0], variables)
@@ -443,6 +445,7 @@ def test_synflow_scores_stay_float64_to_the_top_k_with_float64_params():
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
 
 
+@pytest.mark.compiles
 def test_prune_seeds_first_call_compiles_one_program(setup):
     """The parameter checks and the seeds' keys live in the pruning program: a configuration not
     seen before compiles exactly one program (host-side checks used to compile nine more)."""

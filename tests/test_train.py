@@ -408,6 +408,7 @@ def test_evaluation_points_and_snapshots_survive_a_crash(tmp_path):
     assert _strip_timing(resumed.history) == _strip_timing(full.history)
 
 
+@pytest.mark.compiles
 def test_a_second_fit_of_the_same_setup_compiles_nothing():
     """fit caches its compiled programs per (model, recipe, data shapes and statistics): IMP
     levels, sweeps and per-seed loops pay the compilation once."""
