@@ -111,6 +111,30 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config: pytest.Config)
             "raise the budget there with the reason", red=True)
 
 
+@pytest.fixture(scope="session")
+def build_once(tmp_path_factory):
+    """``build_once(name, build) -> folder``: ``build(folder)`` runs once in this run, in whichever
+    process asks first; the other xdist workers wait for it and get the same folder (read it,
+    don't change what another test reads)."""
+    from filelock import FileLock
+
+    root = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        root = root.parent  # the workers' base folders share this parent
+
+    def get(name: str, build) -> Path:
+        folder = root / f"built-once-{name}"
+        with FileLock(f"{folder}.lock"):
+            if not (folder / ".built").exists():
+                shutil.rmtree(folder, ignore_errors=True)  # a build that failed half-way
+                folder.mkdir()
+                build(folder)
+                (folder / ".built").touch()
+        return folder
+
+    return get
+
+
 def _shared_data_dir() -> Path | None:
     env = os.environ.get("JAXPRUNE_DATA_DIR")
     candidates = [Path(env)] if env else []

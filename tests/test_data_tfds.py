@@ -34,12 +34,12 @@ def test_tfds_shuffled_order_is_a_permutation():
 
 
 @pytest.fixture(scope="module")
-def tfds_mnist_dir(shared_data_dir, tmp_path_factory):
-    """A TFDS data dir with ``mnist`` prepared offline from the official files (about 20 s)."""
+def tfds_mnist_dir(shared_data_dir, build_once):
+    """A TFDS data dir with ``mnist`` prepared offline from the official files (about 20 s),
+    once per run for all workers."""
     pytest.importorskip("tensorflow", reason="preparing a TFDS dataset needs tensorflow")
-    d = tmp_path_factory.mktemp("tfds")
-    data.load_tfds("mnist", "test", data_dir=d, manual_dir=shared_data_dir / "mnist")
-    return d
+    return build_once("tfds-mnist", lambda d: data.load_tfds(
+        "mnist", "test", data_dir=d, manual_dir=shared_data_dir / "mnist"))
 
 
 # TFDS extracts manual files to <download_dir>/extracted/GZIP.<file name> and reuses them across
