@@ -42,6 +42,39 @@ def _is_xdist_worker(config: pytest.Config) -> bool:
     return hasattr(config, "workerinput")
 
 
+_COMPILE_EVENTS = ("/jax/core/compile/jaxpr_trace_duration",
+                   "/jax/core/compile/jaxpr_to_mlir_module_duration",
+                   "/jax/core/compile/backend_compile_duration")
+_COMPILE = pytest.StashKey[dict]()
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--compile-report", type=int, metavar="N", default=0,
+                     help="jaxprune: with -n 0, print the seconds spent tracing, lowering and "
+                     "compiling XLA programs, and the N tests that spend the most")
+
+
+def _start_compile_report(config: pytest.Config) -> None:
+    """Sum jax's compile events per test (``--compile-report N``; one process)."""
+    report = config.stash[_COMPILE] = {"test": None, "seconds": {}, "programs": {}}
+
+    def listener(event: str, duration: float, **_) -> None:
+        if event in _COMPILE_EVENTS:
+            t = report["test"]
+            report["seconds"][t] = report["seconds"].get(t, 0.0) + duration
+            if event == _COMPILE_EVENTS[-1]:
+                report["programs"][t] = report["programs"].get(t, 0) + 1
+
+    jax.monitoring.register_event_duration_secs_listener(listener)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item: pytest.Item, nextitem):
+    if _COMPILE in item.config.stash:
+        item.config.stash[_COMPILE]["test"] = item.nodeid
+    yield
+
+
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers", "compiles: counts XLA compilations, so runs with the persistent compilation "
@@ -51,6 +84,10 @@ def pytest_configure(config: pytest.Config) -> None:
         config.stash[_CACHE_DIR] = tempfile.mkdtemp(prefix="jaxprune-test-xla-cache-")
         os.environ[_CACHE_ENV] = config.stash[_CACHE_DIR]
         os.environ.update(_CACHE_SETTINGS)
+    if config.getoption("compile_report"):
+        if getattr(config.option, "numprocesses", None):
+            raise pytest.UsageError("--compile-report counts one process: add -n 0")
+        _start_compile_report(config)
     # Workers inherit the environment, but jax read it when this file imported jax (before the
     # controller set it), so the options are set here as well.
     jax.config.update("jax_compilation_cache_dir", os.environ[_CACHE_ENV])
@@ -98,6 +135,15 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus, config: pytest.Config) -> None:
+    if _COMPILE in config.stash:
+        report, wall = config.stash[_COMPILE], time.monotonic() - config.stash[_START]
+        seconds, programs = report["seconds"], report["programs"]
+        terminalreporter.write_line(
+            f"compile report: {sum(seconds.values()):.1f} s of {wall:.1f} s tracing, lowering and "
+            f"compiling {sum(programs.values())} XLA programs (this process only)")
+        top = sorted(seconds, key=seconds.get, reverse=True)[:config.getoption("compile_report")]
+        for t in top:
+            terminalreporter.write_line(f"{seconds[t]:8.1f} s {programs.get(t, 0):5d} programs {t}")
     if _TOOK not in config.stash:
         return
     took = config.stash[_TOOK]
