@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import warnings
 from collections.abc import Sequence
@@ -16,7 +17,8 @@ from typing import Any
 # Config fields the ``train`` flags can override, with their argparse type.
 _TRAIN_FLAGS: dict[str, tuple[str, Any, str]] = {
     # field: (flag, type, help)
-    "model": ("--model", str, "model name (see `jaxprune models`)"),
+    "model": ("--model", str, "zoo model name (see `jaxprune models`) or pkg.module:attr, a "
+              "Linen or NNX module class or a function returning one"),
     "dataset": ("--dataset", str, "dataset name (see `jaxprune datasets`)"),
     "epochs": ("--epochs", int, "passes over the training split"),
     "batch_size": ("--batch-size", int, "training batch size"),
@@ -966,13 +968,16 @@ def cmd_flops(args: argparse.Namespace) -> int:
     import jax
     import jax.numpy as jnp
 
-    from jaxprune import data, flops, models
+    from jaxprune import contract, data, flops, models
     from jaxprune.report import format_table
 
     if args.input_shape:
         shape = _parse_shape(args.input_shape)
     elif args.dataset:
         shape = data.info(args.dataset).input_shape
+    elif contract.is_spec(args.model):
+        raise ValueError(f"{args.model} is not a zoo model: give its input with --dataset or "
+                         "--input-shape (e.g. 28,28,1)")
     else:
         shape = models.default_input_shape(args.model)
     try:
@@ -980,17 +985,18 @@ def cmd_flops(args: argparse.Namespace) -> int:
     except json.JSONDecodeError as e:
         raise ValueError(f"--options must be a JSON object, e.g. '{{\"width_multiplier\": 0.5}}'"
                          f"; got {args.options!r} ({e})") from None
-    model = models.get(args.model, num_classes=args.num_classes, **options)
+    model = contract.as_model(models.get(args.model, num_classes=args.num_classes, **options))
     example = jnp.zeros((1, *shape))
     try:
-        variables = jax.eval_shape(lambda: model.init(jax.random.key(0), example, train=False))
+        variables = jax.eval_shape(lambda: model.init(jax.random.key(0), example))
+        jax.eval_shape(lambda v: model.apply(v, example), variables)
     except Exception as e:  # noqa: BLE001 - one line instead of a trace
         raise ValueError(f"{args.model} cannot take inputs of shape {tuple(shape)}: "
                          f"{type(e).__name__}: {str(e).splitlines()[0]}") from None
     layers = flops.trace_layers(model, variables, example)
     rows = [{"layer": "/".join(layer.path[:-1]), "kind": layer.kind,
              "kernel": "x".join(map(str, layer.kernel_shape)),
-             "output": "x".join(map(str, layer.output_shape[1:])), "MACs": layer.macs}
+             "output": "x".join(map(str, layer.output_shape)), "MACs": layer.macs}
             for layer in layers]
     mask = None
     if args.masks:
@@ -1261,7 +1267,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("flops", help="per-layer MACs and parameters of a model (optionally "
                        "under saved masks)")
-    p.add_argument("--model", required=True)
+    p.add_argument("--model", required=True, help=_TRAIN_FLAGS["model"][2])
     p.add_argument("--dataset", help="use this dataset's input shape")
     p.add_argument("--input-shape", help="per-example shape, e.g. 32,32,3")
     p.add_argument("--num-classes", type=int, default=10)
@@ -1285,6 +1291,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``jaxprune`` console script."""
     args = build_parser().parse_args(argv)
+    if os.getcwd() not in sys.path:  # --model pkg.module:attr imports from here, as python -m
+        sys.path.insert(0, os.getcwd())
     try:
         return args.func(args)
     except KeyboardInterrupt:

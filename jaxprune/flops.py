@@ -1,8 +1,9 @@
-"""Parameter and multiply-accumulate (MAC) counting for any Flax Linen module, with masks.
+"""Parameter and multiply-accumulate (MAC) counting for any model under the contract, with masks.
 
 Convention: one multiply-accumulate counts once (a "multiply-add"; some papers call it a FLOP,
-others count it as 2 FLOPs). Only ``nn.Dense`` and ``nn.Conv`` (any spatial rank, grouped too)
-are counted; bias additions, batch norm, activations, pooling and residual additions are not.
+others count it as 2 FLOPs). Only dense layers and convolutions (any spatial rank, grouped too;
+read off the traced program, see :func:`trace_layers`) are counted; bias additions, batch norm,
+activations, pooling, residual additions and products of two activations (attention scores) are not.
 For a layer whose output has ``P`` positions per example (``prod(output.shape[1:-1])``, 1 for a
 plain dense layer) and a kernel of ``K`` entries (``kh * kw * in / groups * out`` for a conv,
 ``in * out`` for a dense layer)::
@@ -18,14 +19,14 @@ from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any, NamedTuple
 
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxprune import contract
 from jaxprune.masks import check_mask_tree
 
 PyTree = Any
@@ -55,22 +56,26 @@ class LayerInfo(NamedTuple):
 
 
 def trace_layers(
-    module: nn.Module,
+    model: Any,
     variables: PyTree,
     x: jax.Array | jax.ShapeDtypeStruct,
-    apply_kwargs: Mapping[str, Any] | None = None,
 ) -> list[LayerInfo]:
-    """Every ``nn.Dense``/``nn.Conv`` call of ``module.apply(variables, x)`` in execution order.
+    """Every dense and convolution layer of ``model``'s eval-mode forward pass, in execution order.
 
-    Runs abstractly (``jax.eval_shape``), so ``variables`` and ``x`` may be ``ShapeDtypeStruct``s
-    (e.g. from ``jax.eval_shape(model.init, ...)``) and big models cost no compute. A layer called
-    twice appears twice.
+    Read off the traced program (the jaxpr of ``model.apply(variables, x, train=False)``), so it
+    works for any model under the contract (:mod:`jaxprune.contract`: Linen, NNX, a user's own):
+    every ``dot_general`` and ``conv_general_dilated`` one of whose operands is a parameter leaf
+    (through reshapes, transposes, casts and elementwise functions of that leaf alone, e.g. a
+    weight mask or standardization) is a layer, named by that leaf's path. Runs abstractly, so
+    ``variables`` and ``x`` may be ``ShapeDtypeStruct``s (e.g. from ``jax.eval_shape``) and big
+    models cost no compute. A layer called twice appears twice; a layer inside a ``scan`` counts
+    once per iteration. A parameter that reaches a control-flow primitive this reader does not
+    follow (``while``, ``cond``) raises ``ValueError`` naming both, rather than miscounting.
 
     Args:
-      module: any Flax Linen module whose input has a leading batch axis.
+      model: a :class:`jaxprune.contract.Model`, or a Linen / NNX module (:func:`as_model`).
       variables: its variables (``{'params': ..., 'batch_stats': ...}``).
       x: a batch (N, ...); only its shape and dtype matter.
-      apply_kwargs: keyword arguments for ``apply``; default ``{'train': False}``.
 
     Returns:
       A list of ``LayerInfo``, first call first.
@@ -80,33 +85,126 @@ def trace_layers(
       layers = trace_layers(model, variables, jnp.zeros((1, 32, 32, 3)))
       first, last = layers[0].path, layers[-1].path  # e.g. the layers to keep dense
     """
-    kwargs = {"train": False} if apply_kwargs is None else dict(apply_kwargs)
-    batch = x.shape[0]
+    model = contract.as_model(model)
+    flat, treedef = jax.tree_util.tree_flatten_with_path(variables["params"])
+    paths = [tuple(_key_name(k) for k in p) for p, _ in flat]
+    state = {k: v for k, v in variables.items() if k != "params"}
+    abstract = lambda a: jax.ShapeDtypeStruct(jnp.shape(a), jnp.result_type(a))
+
+    def forward(leaves, state, x):
+        return model.apply({"params": jax.tree.unflatten(treedef, leaves), **state}, x,
+                           train=False)[0]
+
+    closed = jax.make_jaxpr(forward)([abstract(a) for _, a in flat],
+                                     jax.tree.map(abstract, state), abstract(x))
+    jaxpr = closed.jaxpr
+    origin = dict(zip(jaxpr.invars[:len(paths)], paths, strict=True))
+    shapes = {path: tuple(jnp.shape(a)) for path, (_, a) in zip(paths, flat, strict=True)}
     layers: list[LayerInfo] = []
-
-    def record(next_fun, args, kw, context):
-        out = next_fun(*args, **kw)
-        mod = context.module
-        if context.method_name != "__call__" or not isinstance(mod, nn.Dense | nn.Conv):
-            return out
-        kernel = mod.get_variable("params", "kernel")
-        positions = math.prod(out.shape[:-1]) // batch  # per example
-        layers.append(
-            LayerInfo(
-                path=tuple(mod.scope.path) + ("kernel",),
-                kind="dense" if isinstance(mod, nn.Dense) else "conv",
-                kernel_shape=tuple(kernel.shape),
-                input_shape=tuple(args[0].shape[1:]),
-                output_shape=tuple(out.shape[1:]),
-                feature_group_count=getattr(mod, "feature_group_count", 1),
-                macs=positions * math.prod(kernel.shape),
-            )
-        )
-        return out
-
-    with nn.intercept_methods(record):
-        jax.eval_shape(lambda v, xx: module.apply(v, xx, **kwargs), variables, x)
+    _walk(jaxpr, origin, set(jaxpr.invars[-1:]), shapes, int(x.shape[0]), 1, layers)
     return layers
+
+
+def _key_name(k: Any) -> str:
+    for attr in ("key", "name", "idx"):
+        if hasattr(k, attr):
+            return str(getattr(k, attr))
+    return str(k)
+
+
+#: Primitives whose output is their (single) parameter input re-laid out.
+_RELAYOUT = {"reshape", "transpose", "squeeze", "expand_dims", "convert_element_type", "copy",
+             "copy_p", "broadcast_in_dim", "reduce_precision", "rev"}
+#: Call-like primitives whose sub-program is followed (inputs map onto its inputs).
+_CALLS = {"pjit", "jit", "closed_call", "core_call", "custom_jvp_call", "custom_vjp_call",
+          "custom_vjp_call_jaxpr", "remat", "checkpoint", "custom_lin"}
+
+
+def _sub(eqn: Any) -> Any:
+    for name in ("jaxpr", "call_jaxpr", "fun_jaxpr"):
+        if name in eqn.params:
+            j = eqn.params[name]
+            return getattr(j, "jaxpr", j)
+    return None
+
+
+def _walk(jaxpr: Any, origin: dict, data: set, shapes: dict, batch: int, times: int,
+          layers: list[LayerInfo]) -> None:
+    """Record the layers of ``jaxpr`` in order; ``origin`` maps variables holding a parameter
+    (re-laid out) to its path, ``data`` holds the variables computed from the input."""
+    from jax.extend.core import Var
+
+    src = lambda v: origin.get(v) if isinstance(v, Var) else None
+    for eqn in jaxpr.eqns:
+        prim = eqn.primitive.name
+        ins = [src(v) for v in eqn.invars]
+        from_data = [isinstance(v, Var) and v in data for v in eqn.invars]
+        if any(from_data):
+            data.update(eqn.outvars)
+        if prim in ("dot_general", "conv_general_dilated"):
+            weight = [i for i in (0, 1) if ins[i] is not None]
+            if len(weight) == 1:
+                layers.append(_layer(eqn, weight[0], ins[weight[0]], shapes, batch, times))
+            continue
+        if not any(ins):
+            continue
+        sub = _sub(eqn)
+        if prim in _CALLS and sub is not None:
+            inner = dict(zip(sub.invars, ins, strict=False))
+            inner = {v: p for v, p in inner.items() if p is not None}
+            inner_data = {v for v, d in zip(sub.invars, from_data, strict=False) if d}
+            _walk(sub, inner, inner_data, shapes, batch, times, layers)
+            for out, inner_out in zip(eqn.outvars, sub.outvars, strict=True):
+                if isinstance(inner_out, Var) and inner_out in inner:
+                    origin[out] = inner[inner_out]
+            continue
+        if prim == "scan" and sub is not None:
+            n_consts = eqn.params["num_consts"]
+            if any(ins[n_consts:]):
+                path = next(p for p in ins[n_consts:] if p)
+                raise ValueError(f"cannot count MACs: parameter {'/'.join(path)} is carried or "
+                                 "scanned over by a scan (stacked layers); count this model's "
+                                 "layers by hand")
+            inner = {v: p for v, p in zip(sub.invars, ins, strict=False) if p is not None}
+            inner_data = {v for v, d in zip(sub.invars, from_data, strict=False) if d}
+            _walk(sub, inner, inner_data, shapes, batch, times * int(eqn.params["length"]),
+                  layers)
+            continue
+        if _sub(eqn) is not None or any(k in eqn.params for k in ("branches", "body_jaxpr")):
+            path = next(p for p in ins if p)
+            raise ValueError(f"cannot count MACs: parameter {'/'.join(path)} enters a {prim!r} "
+                             "primitive, which this reader does not follow; count this model's "
+                             "layers by hand")
+        named = [p for p in ins if p]
+        if len(eqn.outvars) == 1 and len(set(named)) == 1 and not any(from_data) and (
+                prim in _RELAYOUT or tuple(eqn.outvars[0].aval.shape) == tuple(
+                    eqn.invars[ins.index(named[0])].aval.shape)):
+            origin[eqn.outvars[0]] = named[0]
+
+
+def _layer(eqn: Any, w: int, path: tuple[str, ...], shapes: dict, batch: int, times: int
+           ) -> LayerInfo:
+    lhs, rhs = (v.aval.shape for v in eqn.invars[:2])
+    out = tuple(eqn.outvars[0].aval.shape)
+    weight, data = (rhs, lhs) if w == 1 else (lhs, rhs)
+    if eqn.primitive.name == "conv_general_dilated":
+        dn = eqn.params["dimension_numbers"]
+        rhs_spec = dn.rhs_spec  # (out features, in features, *spatial)
+        per_output = math.prod(rhs[d] for d in rhs_spec[1:])
+        kind, groups = "conv", int(eqn.params["feature_group_count"])
+    else:
+        (lc, rc), _ = eqn.params["dimension_numbers"]
+        per_output = math.prod(weight[d] for d in (rc if w == 1 else lc))
+        kind, groups = "dense", 1
+    return LayerInfo(
+        path=path,
+        kind=kind,
+        kernel_shape=shapes[path],
+        input_shape=tuple(data[1:]),
+        output_shape=out[1:],
+        feature_group_count=groups,
+        macs=times * (math.prod(out) // batch) * per_output,
+    )
 
 
 def _leaf(tree: PyTree, path: Sequence[str]) -> Any:
@@ -114,27 +212,25 @@ def _leaf(tree: PyTree, path: Sequence[str]) -> Any:
 
 
 def count_macs(
-    module: nn.Module,
+    module: Any,
     variables: PyTree,
     input_shape: Sequence[int],
     mask: PyTree | None = None,
-    apply_kwargs: Mapping[str, Any] | None = None,
 ) -> int:
     """Multiply-accumulates of one forward pass for one example (see the module docstring).
 
     Args:
-      module: a Flax Linen module.
+      module: a model under the contract, or a Linen or NNX module (:func:`trace_layers`).
       variables: its variables (arrays or ``ShapeDtypeStruct``s).
       input_shape: per-example input shape, no batch axis, e.g. ``(32, 32, 3)``.
       mask: optional bool pytree mirroring ``variables['params']``; each layer's MACs are scaled
         by the kept fraction of its kernel (exactly: positions x kept kernel entries).
-      apply_kwargs: as in ``trace_layers``.
 
     Returns:
       The MAC count (an int).
     """
     x = jax.ShapeDtypeStruct((1, *input_shape), jnp.float32)
-    layers = trace_layers(module, variables, x, apply_kwargs)
+    layers = trace_layers(module, variables, x)
     if mask is None:
         return sum(layer.macs for layer in layers)
     check_mask_tree(variables["params"], mask)

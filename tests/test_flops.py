@@ -86,7 +86,7 @@ def test_conv_macs_by_hand_with_stride_padding_groups():
 def test_conv1d_macs_and_modules_without_train_argument():
     m = TinyConv1D()
     v = variables_of(m, (10, 2))
-    layers = flops.trace_layers(m, v, jnp.zeros((1, 10, 2)), apply_kwargs={})
+    layers = flops.trace_layers(m, v, jnp.zeros((1, 10, 2)))
     assert [layer.output_shape for layer in layers] == [(5, 6), (1, 4)]
     assert [layer.macs for layer in layers] == [5 * 3 * 2 * 6, 1 * 3 * 6 * 4]
 

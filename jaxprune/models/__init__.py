@@ -51,6 +51,7 @@ from typing import Any, NamedTuple
 
 import flax.linen as nn
 
+from jaxprune import contract
 from jaxprune.models import _init
 from jaxprune.models._cnn1d import CNN1D, cnn1d_mnist1d
 from jaxprune.models._convnets import ConvNet, conv_n
@@ -236,11 +237,14 @@ def init_schemes(name: str | None = None) -> list[str]:
             or "*" in _init.SCHEMES[s].rules]
 
 
-def get(name: str, *, num_classes: int = 10, init: str = "default", **options_: Any) -> nn.Module:
-    """Build the registered model ``name`` (an unbound Flax Linen module).
+def get(name: str, *, num_classes: int = 10, init: str = "default", **options_: Any) -> Any:
+    """Build the registered model ``name`` (an unbound Flax Linen module), or a user's model.
 
     Args:
-      name: one of ``names()``.
+      name: one of ``names()``, or ``"pkg.module:attr"``: a user's Linen or NNX module class or a
+        function returning one, built by :func:`jaxprune.contract.load` (``num_classes`` passed
+        when its signature takes it, ``options_`` as its keywords) and returned as a
+        :class:`jaxprune.contract.Model`.
       num_classes: number of logits.
       init: the initialization scheme: ``"default"`` (the zoo's own, see each model), ``"torch"``
         (PyTorch's module defaults) or a reference code's scheme (``"synflow"``,
@@ -257,6 +261,11 @@ def get(name: str, *, num_classes: int = 10, init: str = "default", **options_: 
       ValueError: unknown name, unknown option (both listing the valid ones), a bad value, or
         an init scheme without a rule for this model.
     """
+    if contract.is_spec(name):
+        if init != "default":
+            raise ValueError(f"init schemes are the zoo's; {name} initialises itself "
+                             f"(got init={init!r})")
+        return contract.load(name, num_classes=num_classes, **options_)
     spec = _spec(name)
     valid = options(name)
     unknown = sorted(set(options_) - set(valid))

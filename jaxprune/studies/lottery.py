@@ -47,13 +47,12 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
 from tqdm.auto import tqdm
 
-from jaxprune import criteria, masks, sanity
+from jaxprune import contract, criteria, masks, sanity
 from jaxprune import seeds as _seeds
 from jaxprune._cache import cached_factory
 from jaxprune.studies import pai
@@ -277,7 +276,7 @@ def _keys(seeds: Sequence[int], stream: int, level: int) -> jax.Array:
 
 
 @cached_factory
-def _level_fn(model: nn.Module, method: str, input_shape: tuple[int, ...], per_layer: bool,
+def _level_fn(model: contract.Model, method: str, input_shape: tuple[int, ...], per_layer: bool,
               keep_dense: tuple[tuple[str, ...], ...]) -> Any:
     """``one(variables, alive, batch, key, keep) -> (mask, nonfinite)`` for one network."""
     score_fn = pai.scoring_fn(model, method, input_shape, pai._options(200.0, None))
@@ -292,7 +291,7 @@ def _level_fn(model: nn.Module, method: str, input_shape: tuple[int, ...], per_l
 
 
 def run(
-    model: nn.Module,
+    model: Any,
     train: Split,
     test: Split,
     config: TrainConfig,
@@ -314,7 +313,7 @@ def run(
     different configuration is refused before anything is written.
 
     Args:
-      model: the Flax module.
+      model: a model under :mod:`jaxprune.contract` (a Linen or NNX module is wrapped).
       train, test: the splits (``train`` without the validation examples).
       config: the training recipe of every level (``config.seed`` is ignored: ``seeds`` decide).
       lottery: how tickets are found (:class:`LotteryConfig`).
@@ -332,6 +331,7 @@ def run(
     seeds = [int(s) for s in seeds]
     if not seeds:
         raise ValueError("seeds is empty: give one seed per network")
+    model = contract.as_model(model)
     n_train = len(train.labels)
     steps = config.epochs * (n_train // config.batch_size)
     lottery.validate(steps)
@@ -410,7 +410,7 @@ def run(
     return LotteryResult(summaries, ticket_masks, survival)
 
 
-def identity(model: nn.Module, train: Split, test: Split, config: TrainConfig,
+def identity(model: Any, train: Split, test: Split, config: TrainConfig,
              lottery: LotteryConfig, seeds: Sequence[int], validation: Split | None = None, *,
              init: PyTree | None = None) -> dict[str, Any]:
     """What makes a lottery run the run it is (its workdir's ``config.json``): both configs, the
@@ -419,7 +419,7 @@ def identity(model: nn.Module, train: Split, test: Split, config: TrainConfig,
         init = pai.init_seeds(model, tuple(train.images.shape[1:]), seeds)
     return {
         "command": "lottery", **config.to_dict(), **lottery.to_dict(),
-        "seeds": [int(s) for s in seeds], "model_repr": repr(model),
+        "seeds": [int(s) for s in seeds], "model_repr": contract.as_model(model).describe(),
         "init_fingerprint": fingerprint(init),
         "data_fingerprint": fingerprint((train.images, train.labels, test.images, test.labels)),
         "validation_fingerprint": None if validation is None else fingerprint(

@@ -21,13 +21,12 @@ import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, NamedTuple
 
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
 from tqdm.auto import tqdm
 
-from jaxprune import criteria, flops, masks, schedules
+from jaxprune import contract, criteria, flops, masks, schedules
 from jaxprune import seeds as _seeds
 from jaxprune._cache import cached_factory
 from jaxprune.data import batching, preprocess
@@ -46,21 +45,21 @@ METHODS = tuple(criteria.names())
 BATCH_NORM_MODES = ("eval", "train")
 
 
-def model_fns(model: nn.Module, model_state: PyTree, input_shape: Sequence[int] = (), *,
+def model_fns(model: Any, model_state: PyTree, input_shape: Sequence[int] = (), *,
               batch_norm: str = "eval") -> criteria.ModelFns:
-    """The :class:`jaxprune.criteria.ModelFns` of ``model`` with batch norm in ``batch_norm``
-    mode (see :data:`BATCH_NORM_MODES`; "train" uses the batch's statistics and discards the
-    updated running ones)."""
+    """The :class:`jaxprune.criteria.ModelFns` of ``model`` (any model under
+    :mod:`jaxprune.contract`) with batch norm in ``batch_norm`` mode (see
+    :data:`BATCH_NORM_MODES`; "train" runs the model in train mode, so batch norm uses the
+    batch's statistics, and discards the updated running ones; dropout, if any, then draws from
+    a fixed key)."""
     if batch_norm not in BATCH_NORM_MODES:
         raise ValueError(f"unknown batch_norm mode {batch_norm!r}; valid: "
                          f"{', '.join(BATCH_NORM_MODES)}")
+    model = contract.as_model(model)
     train_mode = batch_norm == "train" and bool(model_state)
 
     def apply_fn(params, x):
-        variables = {"params": params, **model_state}
-        if train_mode:
-            return model.apply(variables, x, train=True, mutable=list(model_state))[0]
-        return model.apply(variables, x, train=False)
+        return model.apply({"params": params, **model_state}, x, train=train_mode)[0]
 
     def loss_fn(params, batch):
         x, y = batch
@@ -138,7 +137,7 @@ def _kind(rounds: int, allocation: Any) -> str:
 
 
 def prune(
-    model: nn.Module,
+    model: Any,
     variables: PyTree,
     method: str,
     sparsity: float,
@@ -162,7 +161,7 @@ def prune(
     layer left with no weight warns (:class:`jaxprune.masks.LayerCollapseWarning`).
 
     Args:
-      model: the Flax module.
+      model: a model under :mod:`jaxprune.contract` (a Linen or NNX module is wrapped).
       variables: its variables (``params`` plus e.g. ``batch_stats``).
       method: one of :data:`METHODS`.
       sparsity: fraction of prunable weights to remove, in [0, 1); a value that removes every
@@ -184,6 +183,7 @@ def prune(
       The bool mask pytree.
     """
     check_method(method)
+    model = contract.as_model(model)
     _require_data(method, batch, "batch=(x, y)")
     shape = _input_shape(method, input_shape, None if batch is None else jnp.shape(batch[0])[1:])
     rounds = _rounds(method, rounds)
@@ -218,9 +218,8 @@ def _options(grasp_temperature: float, extra: Mapping[str, Any] | None) -> tuple
     return tuple(sorted({"grasp_temperature": float(grasp_temperature), **(extra or {})}.items()))
 
 
-@cached_factory
 def scoring_fn(
-    model: nn.Module, method: str, input_shape: tuple[int, ...], options: tuple = ()
+    model: Any, method: str, input_shape: tuple[int, ...], options: tuple = ()
 ) -> criteria.ScoreFn:
     """The criterion of ``method`` for ``model`` in eval mode, as ONE object for every network:
     ``score_fn(params, *, batch=(model_state, data_batch), key)``.
@@ -229,6 +228,12 @@ def scoring_fn(
     scoring program (and ``schedules.run_rounds``'s compiled loop, cached on this object) is
     reused by every later call with the same model, method and shapes.
     """
+    return _scoring_fn(contract.as_model(model), method, tuple(input_shape), options)
+
+
+@cached_factory
+def _scoring_fn(model: contract.Model, method: str, input_shape: tuple[int, ...],
+                options: tuple) -> criteria.ScoreFn:
     options = dict(options)
     bn = options.pop("batch_norm", "eval")
 
@@ -302,7 +307,7 @@ def score_batches(
     return jnp.asarray(np.stack(xs), jnp.float32), jnp.asarray(np.stack(ys))
 
 
-def init_seeds(model: nn.Module, input_shape: Sequence[int], seeds: Sequence[int]) -> PyTree:
+def init_seeds(model: Any, input_shape: Sequence[int], seeds: Sequence[int]) -> PyTree:
     """Stacked variables ``(S, ...)``: init ``s`` uses ``fold_in(key(s), 0)``.
 
     That is the init ``train_and_evaluate`` uses for ``config.seed = s``.
@@ -311,16 +316,16 @@ def init_seeds(model: nn.Module, input_shape: Sequence[int], seeds: Sequence[int
     return init_from_keys(model, input_shape, keys)
 
 
-def init_from_keys(model: nn.Module, input_shape: Sequence[int], keys: jax.Array) -> PyTree:
+def init_from_keys(model: Any, input_shape: Sequence[int], keys: jax.Array) -> PyTree:
     """Stacked variables ``(N, ...)``, one init per key, on the multi-seed engine (the program
     is compiled once per model and shapes)."""
     example = jnp.zeros((1, *input_shape), jnp.float32)
-    return _seeds.init_seeds(_init_fn(model), keys, example)
+    return _seeds.init_seeds(_init_fn(contract.as_model(model)), keys, example)
 
 
 @cached_factory
-def _init_fn(model: nn.Module) -> Any:
-    return lambda k, x: model.init(k, x, train=False)
+def _init_fn(model: contract.Model) -> Any:
+    return model.init
 
 
 def _check_stack(variables: PyTree, batches: Any, seeds: Sequence[int]) -> None:
@@ -340,7 +345,7 @@ def _check_stack(variables: PyTree, batches: Any, seeds: Sequence[int]) -> None:
 
 
 def prune_seeds(
-    model: nn.Module,
+    model: Any,
     variables: PyTree,
     method: str,
     sparsity: float,
@@ -369,7 +374,7 @@ def prune_seeds(
     seeds, variables, batches, sparsity or the allocation's layer budget reuse the program.
 
     Args:
-      model: the Flax module.
+      model: a model under :mod:`jaxprune.contract` (a Linen or NNX module is wrapped).
       variables: stacked variables ``(S, ...)`` (:func:`init_seeds`).
       method, sparsity: as for :func:`prune`.
       seeds: the S seeds; ``random`` draws with ``fold_in(key(s), 3)``.
@@ -381,6 +386,7 @@ def prune_seeds(
         :func:`prune`.
     """
     check_method(method)
+    model = contract.as_model(model)
     seeds = [int(s) for s in seeds]
     _require_data(method, batches, "batches=(xs, ys) stacked per seed")
     _check_stack(variables, batches, seeds)
@@ -426,7 +432,7 @@ def _warn_collapsed_seeds(stacked: PyTree, flat: masks.PrunableLeaves, seeds: Se
 
 @cached_factory
 def _prune_one(
-    model: nn.Module,
+    model: contract.Model,
     method: str,
     input_shape: tuple[int, ...],
     kind: str,
@@ -437,7 +443,7 @@ def _prune_one(
     sparsity given as traced :func:`budget` counts, one function object per configuration (so
     the multi-seed engine's compiled programs are reused). ``nonfinite`` (2, L) flags the
     prunable layers whose parameters (row 0) or scores (row 1, any round) hold a NaN or inf."""
-    score_fn = scoring_fn(model, method, input_shape, options)
+    score_fn = _scoring_fn(model, method, input_shape, options)
 
     def one(variables: PyTree, batch: Any, key: jax.Array, counts: jax.Array) -> PyTree:
         params, model_state = split_variables(variables)
@@ -474,7 +480,7 @@ def _prune_by_seed(*config: Any) -> Any:
 
 
 def mask_reports(
-    model: nn.Module, variables: PyTree, stacked_masks: PyTree, input_shape: Sequence[int], **kw
+    model: Any, variables: PyTree, stacked_masks: PyTree, input_shape: Sequence[int], **kw
 ) -> list[masks.MaskReport]:
     """A :class:`jaxprune.masks.MaskReport` (with MACs) for each network of a stack."""
     one = jax.tree.map(lambda a: a[0], variables)
@@ -488,7 +494,7 @@ def mask_reports(
     ]
 
 
-def first_and_last_layers(model: nn.Module, variables: PyTree, input_shape: Sequence[int]):
+def first_and_last_layers(model: Any, variables: PyTree, input_shape: Sequence[int]):
     """Param paths of the first and last conv/dense kernel in execution order."""
     example = jnp.zeros((1, *input_shape), jnp.float32)
     return masks.first_and_last([layer.path for layer in flops.trace_layers(model, variables,
@@ -496,7 +502,7 @@ def first_and_last_layers(model: nn.Module, variables: PyTree, input_shape: Sequ
 
 
 def sweep(
-    model: nn.Module,
+    model: Any,
     train: Split,
     test: Split,
     config: TrainConfig,
@@ -522,7 +528,7 @@ def sweep(
     vmapped ``fit``: one compilation for the whole figure.
 
     Args:
-      model: the Flax module.
+      model: a model under :mod:`jaxprune.contract` (a Linen or NNX module is wrapped).
       train, test: the splits.
       config: training recipe (``config.seed`` is ignored: ``seeds`` decide).
       methods: names from :data:`METHODS`.
@@ -544,6 +550,7 @@ def sweep(
     """
     for m in methods:
         check_method(m)
+    model = contract.as_model(model)
     input_shape = tuple(train.images.shape[1:])
     seeds = [int(s) for s in seeds]
     variables = init_seeds(model, input_shape, seeds)

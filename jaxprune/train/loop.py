@@ -18,12 +18,12 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, NamedTuple
 
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
 from tqdm.auto import tqdm
 
+from jaxprune import contract
 from jaxprune import seeds as _seeds
 from jaxprune._cache import cached_factory
 from jaxprune.data import batching, preprocess
@@ -86,7 +86,7 @@ def _stats(config: TrainConfig, train: Split) -> tuple | None:
 
 
 @cached_factory
-def _programs(model: nn.Module, recipe: tuple, steps_per_epoch: int, n_train: int,
+def _programs(model: contract.Model, recipe: tuple, steps_per_epoch: int, n_train: int,
               step_offset: int, stats: tuple | None, image_ndim: int, stacked: bool):
     """The :class:`_Programs` of one training setup, built once per setup: a
     later ``fit`` with the same model, recipe, data shapes and statistics (an IMP level, a
@@ -187,7 +187,7 @@ def _check_stacked(tree: PyTree, num_seeds: int, what: str) -> None:
 
 
 def fit(
-    model: nn.Module,
+    model: Any,
     variables: PyTree,
     train: Split,
     test: Split,
@@ -214,7 +214,7 @@ def fit(
     becomes a list of S values. Checkpointing and resume work the same way.
 
     Args:
-      model: a Flax Linen module called as ``model.apply(variables, x, train=...)``.
+      model: a model under :mod:`jaxprune.contract` (a Linen or NNX module is wrapped).
       variables: its initial variables (``params`` and e.g. ``batch_stats``).
       train: training split (host arrays, raw pixels in [0, 1]; normalization and augmentation
         follow ``config``).
@@ -276,6 +276,7 @@ def fit(
         raise ValueError(f"eval_every must be a positive number of steps, got {eval_every}")
     if validation is not None:
         _check_split("validation", validation)
+    model = contract.as_model(model)
     stacked = seeds is not None
     if strategy not in ("auto", "vmap", "chunked", "loop"):
         raise ValueError(f"unknown strategy {strategy!r}; valid: ['auto', 'vmap', 'chunked', "
@@ -576,7 +577,7 @@ def _concat_jit(states: list) -> TrainState:
 
 
 def init_model(
-    model: nn.Module,
+    model: Any,
     key: jax.Array,
     example: np.ndarray,
     *,
@@ -586,14 +587,18 @@ def init_model(
     """``model.init`` on one example, with a clear error when the input shape does not fit.
 
     Args:
-      model: the Flax module.
+      model: a model under :mod:`jaxprune.contract` (or a Linen / NNX module).
       key: PRNG key.
       example: a batch of inputs (only the first example is used).
       model_name: name used in the error message.
       expected_shape: per-example shape the model is built for, named in the error message.
     """
+    model = contract.as_model(model)
     try:
-        return model.init(key, jnp.asarray(example[:1]), train=False)
+        x = jnp.asarray(example[:1])
+        variables = model.init(key, x)
+        jax.eval_shape(lambda v: model.apply(v, x, train=False), variables)  # NNX: shapes here
+        return variables
     except Exception as e:  # noqa: BLE001 - re-raised with context
         hint = f" (it is built for inputs like {tuple(expected_shape)})" if expected_shape else ""
         raise ValueError(
@@ -627,7 +632,9 @@ def train_and_evaluate(
         config.model, num_classes=data.info(config.dataset).num_classes, **config.model_options
     )
     init_key = jax.random.fold_in(jax.random.key(config.seed), 0)
+    expected = None if contract.is_spec(config.model) else models.default_input_shape(
+        config.model)
     variables = init_model(model, init_key, train.images, model_name=config.model,
-                           expected_shape=models.default_input_shape(config.model))
+                           expected_shape=expected)
     return fit(model, variables, train, test, config, mask=mask, workdir=workdir,
                progress=progress, callbacks=callbacks)

@@ -16,11 +16,11 @@ from collections.abc import Callable
 from typing import Any
 
 import flax
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import optax
 
+from jaxprune import contract
 from jaxprune.masks import apply_mask, check_mask_tree
 
 PyTree = Any
@@ -84,18 +84,22 @@ def cross_entropy(logits: jax.Array, labels: jax.Array, label_smoothing: float =
 
 
 def apply_model(
-    model: nn.Module, params: PyTree, model_state: PyTree, x: jax.Array, *, train: bool
+    model: Any, params: PyTree, model_state: PyTree, x: jax.Array, *, train: bool,
+    key: jax.Array | None = None,
 ) -> tuple[jax.Array, PyTree]:
-    """Run ``model``; returns ``(logits, new_model_state)`` (state unchanged when not training)."""
-    variables = {"params": params, **model_state}
-    if train and model_state:
-        logits, new_state = model.apply(variables, x, train=True, mutable=list(model_state))
-        return logits, dict(new_state)
-    return model.apply(variables, x, train=train), model_state
+    """Run ``model`` (any model under :mod:`jaxprune.contract`); returns ``(logits,
+    new_model_state)`` (state unchanged when not training). ``key`` feeds dropout in training."""
+    return contract.as_model(model).apply({"params": params, **model_state}, x, train=train,
+                                          key=key)
+
+
+#: The stream of a train step's dropout key: ``fold_in(step_key, DROPOUT_STREAM)`` (the step key
+#: itself draws the augmentation).
+DROPOUT_STREAM = 1
 
 
 def make_train_step(
-    model: nn.Module,
+    model: Any,
     tx: optax.GradientTransformation,
     *,
     label_smoothing: float = 0.0,
@@ -104,7 +108,7 @@ def make_train_step(
     """Build ``train_step(state, images, labels, key) -> (state, metrics)``.
 
     Args:
-      model: the Flax module.
+      model: a model under :mod:`jaxprune.contract` (or a Linen / NNX module).
       tx: the optax optimizer the state was created with.
       label_smoothing: label-smoothing coefficient.
       preprocess: optional ``preprocess(key, images) -> images`` applied first (augmentation,
@@ -115,13 +119,16 @@ def make_train_step(
       and ``count``.
     """
 
+    model = contract.as_model(model)
+
     def train_step(state: TrainState, images, labels, key):
         if preprocess is not None:
             images = preprocess(key, images)
+        dropout_key = jax.random.fold_in(key, DROPOUT_STREAM)
 
         def loss_fn(params):
             logits, new_model_state = apply_model(
-                model, params, state.model_state, images, train=True
+                model, params, state.model_state, images, train=True, key=dropout_key
             )
             losses = cross_entropy(logits, labels, label_smoothing)
             return losses.mean(), (logits, new_model_state, losses)
@@ -149,7 +156,7 @@ def make_train_step(
 
 
 def make_eval_step(
-    model: nn.Module,
+    model: Any,
     *,
     preprocess: Callable[[jax.Array], jax.Array] | None = None,
 ) -> Callable[[PyTree, PyTree, jax.Array, jax.Array, jax.Array], Metrics]:
@@ -158,6 +165,8 @@ def make_eval_step(
     ``valid`` (N,) bool marks real examples in a padded last batch. ``metrics`` holds sums
     (``loss``, ``correct``, ``count``) over valid examples.
     """
+
+    model = contract.as_model(model)
 
     def eval_step(params, model_state, images, labels, valid):
         if preprocess is not None:
