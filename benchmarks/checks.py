@@ -142,7 +142,7 @@ def synflow_float64_maxpool() -> dict[str, Any]:
     out = {}
     for dtype in ("float64", "float32"):
         fn = W.prune_fn("conv6", "synflow", 1, dtype, "check")
-        err = W._lowering_error(fn, (v, seeds.unstack(batches, 0), keys[0]))
+        err = W.lowering_error(fn, (v, seeds.unstack(batches, 0), keys[0]))
         out[dtype] = err or "ok"
     return out
 

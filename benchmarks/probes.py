@@ -33,10 +33,13 @@ from jaxprune import seeds
 MLP = "lenet_300_100"
 
 
-def _medians(impls: dict[str, Callable], rounds: int, stat=np.median,
-             before: Callable[[], None] | None = None, spread: bool = False) -> dict[str, float]:
-    """Interleaved rounds, a fresh seeded order each; ``before`` runs (untimed) before every call.
-    With ``spread``, also prints every implementation's min and max."""
+def interleaved_medians(impls: dict[str, Callable], rounds: int, stat=np.median,
+                        before: Callable[[], None] | None = None,
+                        spread: bool = False) -> dict[str, float]:
+    """Seconds per call of each implementation: ``stat`` (the median) over ``rounds``
+    interleaved rounds, a fresh seeded order each, after one untimed warm-up call each;
+    ``before`` runs (untimed) before every call. With ``spread``, also prints every
+    implementation's min and max."""
     for f in impls.values():
         jax.block_until_ready(f())
     times: dict[str, list[float]] = {k: [] for k in impls}
@@ -60,8 +63,8 @@ def peak() -> None:
     for n in (1024, 2048):
         a = jnp.ones((n, n), jnp.float32)
         ta = torch.ones(n, n)
-        best = _medians({"xla": jax.jit(lambda a=a: a @ a), "torch": lambda ta=ta: ta @ ta}, 5,
-                        stat=np.min)
+        best = interleaved_medians({"xla": jax.jit(lambda a=a: a @ a),
+                                    "torch": lambda ta=ta: ta @ ta}, 5, stat=np.min)
         print(n, {k: f"{2 * n**3 / v / 1e9:.0f} GFLOP/s (best of 5)" for k, v in best.items()})
 
 
@@ -98,7 +101,7 @@ def strategies(n: int = 32, what: str = "scores", flush: bool = False,
         time.sleep(0.01)
 
     rounds = 6 if what == "synflow" else 15
-    for name, t in _medians(impls, rounds, before=before, spread=True).items():
+    for name, t in interleaved_medians(impls, rounds, before=before, spread=True).items():
         print(f"{name:14s} {t * 1e3:8.1f} ms")
 
 
@@ -119,7 +122,7 @@ def shared_batch(n: int = 32) -> None:
     ty = torch.from_numpy(np.asarray(b0[1], np.int64))
     impls["torch_loop"] = lambda: [torch_ref.snip_scores(m.eval(), tx, ty) for m in tm]
     print("auto picks", seeds.choose_strategy(fn, (v, b0, k), in_axes=axes))
-    for name, t in _medians(impls, 7).items():
+    for name, t in interleaved_medians(impls, 7).items():
         print(f"{name:14s} {t * 1e3:8.1f} ms")
 
 
@@ -157,7 +160,7 @@ def topk(n: int = 266_610) -> dict:
                 print(f"{dtype:8s} lax_top_k vs sort_free, {what}, keep {kk}: {diffs[what]} mask "
                       "entries differ")
             out["lax_top_k_differing_entries"][dtype] = diffs
-            times = _medians(impls, 21)
+            times = interleaved_medians(impls, 21)
             out["median_ms"][dtype] = {k_: v * 1e3 for k_, v in times.items()}
             for name, t in times.items():
                 print(f"{dtype:8s} {name:10s} {t * 1e3:8.2f} ms")
@@ -195,9 +198,9 @@ def synflow_agreement(model: str = "resnet20", rounds: tuple[int, ...] = (1, 10,
                                                                                   np.int64)))
         rounded = torch_ref.prune_loop(copy.deepcopy(t64), "synflow", W.SPARSITY, tb,
                                        W.torch_input_shape(model), r, count="round")
-        got = {"jax_f64": W._flat_kernels(seeds.unstack(jax.block_until_ready(
+        got = {"jax_f64": W.flat_kernels(seeds.unstack(jax.block_until_ready(
                    wl.impls["jax_multi"]()), 0)),
-               "jax_f32": W._flat_kernels(seeds.unstack(jax.block_until_ready(
+               "jax_f32": W.flat_kernels(seeds.unstack(jax.block_until_ready(
                    wl.impls["jax_multi_f32"]()), 0)),
                "torch_f32": torch_ref.masks_to_flax(model, wl.impls["torch_loop"]()[0]),
                "torch_f64": torch_ref.masks_to_flax(model, wl.impls["torch_loop_f64"]()[0]),
@@ -255,7 +258,7 @@ def convs(batch: int = 100) -> None:
                  "torch_fwd": lambda tx=tx, tw=tw: F.conv2d(tx, tw, padding=1),
                  "torch_dgrad": functools.partial(tback, [True, False, False]),
                  "torch_wgrad": functools.partial(tback, [False, True, False])}
-        times = _medians(impls, 9)
+        times = interleaved_medians(impls, 9)
         print(f"H={h} C={c}: " + ", ".join(f"{k} {v * 1e3:.2f} ms" for k, v in times.items()))
 
     name = "resnet20"
@@ -283,31 +286,30 @@ def convs(batch: int = 100) -> None:
              "snip": functools.partial(snip, v0, b0, k[0]), "torch_fwd": torch_forward,
              "torch_fwd_bwd": torch_backward,
              "torch_snip": lambda: torch_ref.snip_scores(tm, tx, ty)}
-    times = _medians(impls, 9)
+    times = interleaved_medians(impls, 9)
     print(f"ResNet-20, batch {batch}: " + ", ".join(f"{k} {v * 1e3:.1f} ms"
                                                  for k, v in times.items()))
 
 
 def train_groups(sizes: tuple[int, ...] = (1, 2, 4, 8, 16, 32), batch: int = 60,
                  steps: int = 50) -> dict:
-    """The library's masked LeNet-300-100 Adam step (``train.loop._programs``: what ``fit`` runs
-    each step, batch 60 as the lottery study) for G networks vmapped together: ms per network
-    step. ``fit(strategy="auto")`` groups stacked networks by ``train.loop.GROUP_SIZE``; this
-    is the measurement that size rests on."""
+    """The library's masked LeNet-300-100 Adam step (``train.train_programs``: what ``fit``
+    runs each step, batch 60 as the lottery study) for G networks vmapped together: ms per
+    network step. ``fit(strategy="auto")`` groups stacked networks by
+    ``train.loop.GROUP_SIZE``; this is the measurement that size rests on."""
     from jaxprune import masks, models
     from jaxprune.studies import pai
-    from jaxprune.train import TrainConfig, split_variables
-    from jaxprune.train.loop import _programs, _recipe
+    from jaxprune.train import Split, TrainConfig, split_variables, train_programs
 
     model = models.get(MLP)
     cfg = TrainConfig(batch_size=batch, optimizer="adam", learning_rate=1.2e-3,
-                      schedule="constant")
+                      schedule="constant", normalize=False)
     x = jnp.asarray(np.random.default_rng(0).random((6000, 28, 28, 1), np.float32))
     y = jnp.asarray(np.arange(6000) % 10, jnp.int32)
     rng = np.random.default_rng(1)
     impls, states = {}, {}
-    for g in sizes:
-        progs = _programs(model, _recipe(cfg), 100, 6000, 0, None, 4, g > 1)
+    for g in sizes:  # 6000 examples: 100 steps per epoch
+        progs = train_programs(model, cfg, Split(x, y), stacked=g > 1)
         init = pai.init_seeds(model, (28, 28, 1), list(range(g)))
         mask = jax.vmap(masks.ones_like)(init["params"])
         if g == 1:
@@ -329,7 +331,7 @@ def train_groups(sizes: tuple[int, ...] = (1, 2, 4, 8, 16, 32), batch: int = 60,
             return state
 
         impls[f"G={g}"] = run
-    times = _medians(impls, 7, spread=True)
+    times = interleaved_medians(impls, 7, spread=True)
     per = {k: 1e3 * v / steps / int(k[2:]) for k, v in times.items()}
     print(f"ms per network step (batch {batch}, {steps} steps per call): "
           + ", ".join(f"{k} {v:.3f}" for k, v in per.items()))

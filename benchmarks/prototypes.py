@@ -25,8 +25,6 @@
 from __future__ import annotations
 
 import contextlib
-import functools
-import types
 from collections.abc import Iterator
 
 import flax.linen as nn
@@ -35,51 +33,23 @@ import jax.numpy as jnp
 from jax import lax
 
 from jaxprune import masks as _masks
-from jaxprune import schedules as _schedules
-from jaxprune.masks import _topk
 
 # ---------------------------------------------------------------------------------------------
 # 1. The sorting top-k jaxprune shipped first (reference).
 # ---------------------------------------------------------------------------------------------
 
 
-_SORT_JITS: list = []
-
-
-def _sort_jits(global_keep, rounds_program):
-    """The swapped-in jits, made once per process so re-entering the block never recompiles."""
-    if not _SORT_JITS:
-        # A copy of the Python function, not just a new jit of it: jax caches traces on the
-        # function object, so jit(global_keep.__wrapped__) would reuse the library's trace.
-        f = global_keep.__wrapped__
-        copy = types.FunctionType(f.__code__, f.__globals__, f.__name__, f.__defaults__,
-                                  f.__closure__)
-        # The iterative loop is cached per score_fn; a second cache makes new jit objects.
-        rounds = functools.lru_cache(maxsize=32)(rounds_program.__wrapped__)
-        _SORT_JITS.extend([jax.jit(copy), jax.jit(_masks.keep_top_sort), rounds])
-    return tuple(_SORT_JITS)
-
-
 @contextlib.contextmanager
 def sort_topk() -> Iterator[None]:
     """Trace jaxprune's top-k as the stable ``lax.sort`` it used before (the reference row).
 
-    Functions traced inside the block keep the sorting top-k in their compiled programs.
-    ``masks._topk._global_keep`` (a module-level ``jit``, cached by shape) is swapped for a
-    ``jit`` of a copy of its function, and ``schedules._rounds_program`` (the iterative loop,
-    cached per score function) for a second cache, so a trace made outside the block is never
-    reused inside it (jax caches traces per Python function) or vice versa.
+    Functions traced inside the block keep the sorting top-k in their compiled programs
+    (``masks.override_top_k(masks.keep_top_sort)``: the global and per-layer top-k and the
+    iterative rounds; a trace made outside the block is never reused inside it or vice versa,
+    and re-entering the block reuses the programs compiled in it before).
     """
-    old = (_topk.keep_top, _masks.keep_top, _topk._global_keep, _topk._KEEP_TOP_JIT,
-           _schedules._rounds_program)
-    _topk.keep_top = _masks.keep_top = _masks.keep_top_sort
-    (_topk._global_keep, _topk._KEEP_TOP_JIT,
-     _schedules._rounds_program) = _sort_jits(old[2], old[4])
-    try:
+    with _masks.override_top_k(_masks.keep_top_sort):
         yield
-    finally:
-        (_topk.keep_top, _masks.keep_top, _topk._global_keep, _topk._KEEP_TOP_JIT,
-         _schedules._rounds_program) = old
 
 
 # ---------------------------------------------------------------------------------------------
@@ -103,7 +73,8 @@ def keep_top_lax(flat: jax.Array, n_keep: int) -> jax.Array:
 
 
 def _global_keep_lax(n_keep: int):
-    """``masks._topk._global_keep`` by :func:`keep_top_lax` with a static keep count."""
+    """The library's one-shot global selection (``global_keep_fn`` of
+    ``masks.override_top_k``) by :func:`keep_top_lax` with a static keep count."""
 
     def global_keep(flat_leaves: list[jax.Array], traced_n_keep: jax.Array,
                     alive: list[jax.Array] | None = None) -> list[jax.Array]:
@@ -136,12 +107,8 @@ def lax_topk(n_keep: int) -> Iterator[None]:
     the benchmark, so a wrong count would show. Not for iterative rounds (a count per round).
     Give the traced function its own function object (jax caches traces per function).
     """
-    old = _topk._global_keep
-    _topk._global_keep = _global_keep_lax(int(n_keep))
-    try:
+    with _masks.override_top_k(global_keep_fn=_global_keep_lax(int(n_keep))):
         yield
-    finally:
-        _topk._global_keep = old
 
 
 # ---------------------------------------------------------------------------------------------
@@ -151,7 +118,10 @@ def lax_topk(n_keep: int) -> Iterator[None]:
 _DN = ("NHWC", "HWIO", "NHWC")
 
 
-def _conv(x: jax.Array, w: jax.Array, stride: int, pad: int) -> jax.Array:
+def xla_conv(x: jax.Array, w: jax.Array, stride: int, pad: int) -> jax.Array:
+    """XLA's own convolution (NHWC input, HWIO kernel, ``pad`` on every side): the forward and
+    input gradient :func:`make_conv` keeps, and the reference its weight gradients are checked
+    against."""
     return lax.conv_general_dilated(
         x, w, (stride, stride), ((pad, pad), (pad, pad)), dimension_numbers=_DN
     )
@@ -210,14 +180,14 @@ def make_conv(stride: int, pad: int, wgrad: str = "im2col"):
 
     @jax.custom_vjp
     def conv(x: jax.Array, w: jax.Array) -> jax.Array:
-        return _conv(x, w, stride, pad)
+        return xla_conv(x, w, stride, pad)
 
     def fwd(x, w):
-        return _conv(x, w, stride, pad), (x, w)
+        return xla_conv(x, w, stride, pad), (x, w)
 
     def bwd(res, g):
         x, w = res
-        _, vjp_x = jax.vjp(lambda x_: _conv(x_, w, stride, pad), x)  # XLA's input gradient
+        _, vjp_x = jax.vjp(lambda x_: xla_conv(x_, w, stride, pad), x)  # XLA's input gradient
         (dx,) = vjp_x(g)
         return dx, wgrad_fn(x, g, stride, pad, w.shape[0], w.shape[1]).astype(w.dtype)
 

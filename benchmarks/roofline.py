@@ -36,7 +36,7 @@ import optax
 
 from benchmarks import harness
 from benchmarks import workloads as W
-from benchmarks.probes import _medians
+from benchmarks.probes import interleaved_medians
 from jaxprune import models, seeds
 from jaxprune.train.steps import create_state, make_train_step
 
@@ -60,7 +60,7 @@ def gemm_peak() -> dict[str, float]:
     for n in (1024, 2048):
         a = jnp.ones((n, n), jnp.float32)
         f = jax.jit(lambda a: a @ a)
-        best = _medians({"x": lambda a=a, f=f: f(a)}, 5, stat=np.min)["x"]
+        best = interleaved_medians({"x": lambda a=a, f=f: f(a)}, 5, stat=np.min)["x"]
         out[str(n)] = 2 * n**3 / best / 1e9
     return out
 
@@ -86,7 +86,9 @@ def fused_snip(n: int):
     return scores
 
 
-def _as_tuples(variables) -> list:
+def as_tuples(variables) -> list:
+    """An MLP's (stacked) variables as :func:`fused_snip` takes them: ``[(kernel, bias)]`` per
+    layer, in name order."""
     p = variables["params"]
     return [(p[k]["kernel"], p[k]["bias"]) for k in sorted(p)]
 
@@ -112,7 +114,7 @@ def run(n: int = 32, rounds: int = 15) -> dict:
     impls["shared batch, vmap"] = lambda: seeds.map_stacked(fn, v, b0, k, in_axes=(0, None, 0),
                                                             strategy="vmap")
     fused = fused_snip(n)
-    params = _as_tuples(v)
+    params = as_tuples(v)
     impls["shared batch, fused first layer"] = lambda: fused(params, *b0)
     # The fused scores are the library's (same batch): checked, not assumed.
     ref = seeds.map_stacked(fn, v, b0, k, in_axes=(0, None, 0), strategy="loop")
@@ -120,7 +122,7 @@ def run(n: int = 32, rounds: int = 15) -> dict:
     ref_k = [ref[name]["kernel"] for name in sorted(ref)]
     err = max(float(jnp.max(jnp.abs(g - r)) / (jnp.max(jnp.abs(r)) + 1e-30))
               for g, r in zip(got, ref_k, strict=True))
-    times = _medians(impls, rounds)
+    times = interleaved_medians(impls, rounds)
     flops = n * mlp_flops(BATCH, backward=True)
     for s in ("map", "vmap", "loop"):
         add(f"SNIP scores, {n} seeds, {s}", times[s], flops, "own batch per seed")
@@ -145,7 +147,7 @@ def run(n: int = 32, rounds: int = 15) -> dict:
     h1cat = jnp.asarray(rng.standard_normal((BATCH, n * SIZES[1])), jnp.float32)
     fwd1 = jax.jit(lambda x, w: x @ w)
     wgrad1 = jax.jit(lambda x, h: x.T @ h)
-    ceil = _medians({"only": lambda: only(xs, *ws, *hs), "fwd1": lambda: fwd1(x0, w1cat),
+    ceil = interleaved_medians({"only": lambda: only(xs, *ws, *hs), "fwd1": lambda: fwd1(x0, w1cat),
                      "wgrad1": lambda: wgrad1(x0, h1cat)}, rounds)
     add(f"ceiling: SNIP's 8 matmuls alone, {n} seeds, lax.map", ceil["only"], flops,
         "own batch per seed; no activations, no loss, no scores")
@@ -178,7 +180,7 @@ def run(n: int = 32, rounds: int = 15) -> dict:
             holder["s"], _ = vstep(holder["s"], x, y, keys)
             return holder["s"]
 
-        t = _medians({"step": one_step}, rounds)["step"]
+        t = interleaved_medians({"step": one_step}, rounds)["step"]
         add(f"masked training step, {m} seeds, vmap", t, m * mlp_flops(128, backward=True),
             "batch 128, SGD momentum, 90% sparse masks (dense matmuls)")
     return {"peak_gflops": peak, "rows": rows}

@@ -58,7 +58,7 @@ def child(model_name: str, method: str, n: int, strategy: str, rounds: int | Non
 
     from benchmarks import harness
     from benchmarks import workloads as W
-    from jaxprune import models, seeds
+    from jaxprune import criteria, models, seeds
     from jaxprune.studies import pai
 
     warnings.simplefilter("ignore")  # collapsed-layer warnings: random inits at 90% are fine
@@ -66,10 +66,9 @@ def child(model_name: str, method: str, n: int, strategy: str, rounds: int | Non
     v, b, _ = W.score_inputs(model_name, n)
     b = b if method in ("snip", "grasp") else None
     shape = W.input_shape(model_name)
-    r = pai._rounds(method, rounds)
+    r = criteria.default_rounds(method) if rounds is None else rounds
     # The program prune_seeds runs (its host-side checks cost the same under every strategy).
-    one = pai._prune_one(model, method, shape, pai._kind(r, "global"), (),
-                         pai._options(200.0, None))
+    one = pai.prune_program(model, method, shape, rounds=r)
     counts = pai.budget(jax.tree.map(lambda a: a[0], v)["params"], SPARSITY, "global", rounds=r)
     keys = seeds.seed_keys(list(range(n)), 3)
     args, axes = (v, b, keys, counts), (0, 0, 0, None)
@@ -122,10 +121,10 @@ def row(model: str, method: str, n: int, rounds: int | None, slack: float, min_l
               + (f"{res['median_s'] * 1e3:.1f} ms (first {res['first_s']:.2f} s, compile "
                  f"{res['compile_s']:.2f} s)" if res else f"> {limit:.0f} s, stopped"),
               file=sys.stderr, flush=True)
-    return _judge(result)
+    return judge(result)
 
 
-def _judge(result: dict) -> dict:
+def judge(result: dict) -> dict:
     """Fill ``best``, ``auto_over_best`` and ``auto_ok`` from the timings and ``auto``."""
     timed = {s: r["median_s"] for s, r in result["strategies"].items() if "median_s" in r}
     best = min(timed, key=timed.get)
@@ -144,7 +143,7 @@ def repick(run: dict) -> dict:
         pick, _ = _run_child([*base, "auto"], 300)
         r.setdefault("auto_before", r["auto"])
         r["auto"] = pick["pick"]
-        _judge(r)
+        judge(r)
     return run
 
 

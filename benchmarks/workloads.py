@@ -133,7 +133,7 @@ def score_inputs(model_name: str, num_seeds: int) -> tuple[PyTree, tuple, jax.Ar
     return variables, batches, keys
 
 
-def _lowering_error(fn: Callable, args: tuple) -> str | None:
+def lowering_error(fn: Callable, args: tuple) -> str | None:
     """The error ``jit(fn).lower(*args)`` raises, or None (lowers without compiling)."""
     try:
         jax.jit(fn).lower(*args)
@@ -142,7 +142,8 @@ def _lowering_error(fn: Callable, args: tuple) -> str | None:
     return None
 
 
-def _flat_kernels(mask: PyTree) -> dict[tuple[str, ...], np.ndarray]:
+def flat_kernels(mask: PyTree) -> dict[tuple[str, ...], np.ndarray]:
+    """The kernel leaves of a (mask) pytree as host arrays, by path tuple."""
     out = {}
     for path, leaf in jax.tree_util.tree_leaves_with_path(mask):
         p = masks.path_tuple(path)
@@ -182,7 +183,7 @@ def build_score(spec: dict[str, Any], use_torch: bool) -> Workload:
     notes: dict[str, Any] = {"rounds": rounds, "batch": SCORE_BATCH if method != "synflow" else 1}
     dtype = "float64" if method == "synflow" else "float32"
     if method == "synflow":
-        err = _lowering_error(prune_fn(name, method, rounds, dtype, "probe"), per_seed[0])
+        err = lowering_error(prune_fn(name, method, rounds, dtype, "probe"), per_seed[0])
         if err is not None:
             notes["float64_synflow_error"] = err
             dtype = "float32"
@@ -269,7 +270,7 @@ def build_score(spec: dict[str, Any], use_torch: bool) -> Workload:
         if scores_only:
             if impl.startswith("torch"):  # both normalized by their sum (SNIP's normalization)
                 t = torch_ref.to_flax_layout(name, out[0])
-                j = _flat_kernels(ref["seed0"])
+                j = flat_kernels(ref["seed0"])
                 ts_ = sum(float(np.sum(t[p])) for p in j)
                 js_ = sum(float(np.sum(j[p])) for p in j)
                 err = max(float(np.max(np.abs(t[p] / ts_ - j[p] / js_))) for p in j)
@@ -282,7 +283,7 @@ def build_score(spec: dict[str, Any], use_torch: bool) -> Workload:
             t = torch_ref.masks_to_flax(name, out[0])
 
             def agree(jax_mask: PyTree) -> float:
-                j = _flat_kernels(jax_mask)
+                j = flat_kernels(jax_mask)
                 return float(np.mean(np.concatenate([(t[p] == j[p]).ravel() for p in j])))
 
             base = impl.removesuffix("_1t")
@@ -513,7 +514,8 @@ def build_conv(spec: dict[str, Any], use_torch: bool) -> Workload:
         x = jax.random.normal(k[0], (TRAIN_BATCH, h, h, c))
         w = jax.random.normal(k[1], (3, 3, c, c)) * 0.1
         g = jax.random.normal(k[2], (TRAIN_BATCH, h, h, c))
-        xla = jax.jit(lambda x, w, g: jax.vjp(lambda w_: prototypes._conv(x, w_, 1, 1), w)[1](g)[0])
+        xla = jax.jit(lambda x, w, g: jax.vjp(lambda w_: prototypes.xla_conv(x, w_, 1, 1),
+                                              w)[1](g)[0])
         impls[f"jax_xla_wgrad/h{h}c{c}"] = functools.partial(xla, x, w, g)
         for variant, f in prototypes.WGRADS.items():
             jf = jax.jit(functools.partial(f, stride=1, pad=1, kh=3, kw=3))

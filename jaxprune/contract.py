@@ -9,7 +9,8 @@ Every study, ``train``, ``flops`` and the scoring bindings take a :class:`Model`
 the mutable state (``"batch_stats"``, ...). ``apply`` is pure: no hidden RNG, no state kept between
 calls, so ``jit`` and ``vmap`` over seeds work unchanged. In eval mode (``train=False``) the state
 comes back as given; in train mode batch norm uses the batch's statistics and returns the updated
-running ones, and dropout draws from ``key``.
+running ones, and dropout draws from ``key`` (a fixed key when none is given: scoring in train
+mode is deterministic).
 
 Adapters:
 
@@ -125,8 +126,8 @@ class LinenModel(Model):
               key: jax.Array | None = None) -> tuple[jax.Array, dict[str, PyTree]]:
         state = _state_of(variables)
         kwargs = self._kwargs(train)
-        if train and key is not None:
-            kwargs["rngs"] = {"dropout": key}
+        if train:  # dropout's stream; without a key a fixed one, as the NNX adapter does
+            kwargs["rngs"] = {"dropout": jax.random.key(jnp.uint32(0)) if key is None else key}
         if train and state:
             logits, new = self.module.apply(dict(variables), x, mutable=list(state), **kwargs)
             return logits, {**state, **new}

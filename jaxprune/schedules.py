@@ -266,13 +266,16 @@ def run_rounds(
     nonfinite = jnp.zeros((sum(flags),), jnp.bool_)
     if not any(f and np.size(x) for x, f in zip(jax.tree.leaves(params), flags, strict=True)):
         return mask, nonfinite
-    return _rounds_program(score_fn, tuple(flags))(params, mask, batch, key, keep_counts)
+    # keyed on the selection too: masks.override_top_k swaps masks.keep_top
+    program = _rounds_program(score_fn, tuple(flags), _masks.keep_top)
+    return program(params, mask, batch, key, keep_counts)
 
 
 @functools.lru_cache(maxsize=32)
-def _rounds_program(score_fn: ScoreFn, flags: tuple[bool, ...]) -> Callable[..., PyTree]:
+def _rounds_program(score_fn: ScoreFn, flags: tuple[bool, ...],
+                    keep_top: Callable[..., jax.Array]) -> Callable[..., PyTree]:
     """``jit(run)``, ``run(params, mask, batch, key, keep_counts) -> (mask, nonfinite)``: all
-    rounds in one ``lax.fori_loop``, ``score_fn`` traced once."""
+    rounds in one ``lax.fori_loop``, ``score_fn`` traced once, ``keep_top`` the selection."""
 
     def prunable_leaves(tree: PyTree) -> list[jax.Array]:
         return [x for x, f in zip(jax.tree.leaves(tree), flags, strict=True) if f]
@@ -304,7 +307,7 @@ def _rounds_program(score_fn: ScoreFn, flags: tuple[bool, ...]) -> Callable[...,
             bad = jnp.stack([jnp.any(~jnp.isfinite(s) & m) for s, m in
                              zip(prunable_leaves(scores), prunable_leaves(mask), strict=True)])
             alive = flat_prunable(mask)
-            keep = _masks.keep_top(flat_prunable(scores), keep_counts[t], alive)
+            keep = keep_top(flat_prunable(scores), keep_counts[t], alive)
             # never revive (a start mask may prune more)
             return unflat(keep & alive, mask), nonfinite | bad
 

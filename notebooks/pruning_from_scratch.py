@@ -25,15 +25,13 @@
 # %%
 import os
 
-import jax
-import jax.numpy as jnp
 import numpy as np
 
-from jaxprune import data, seeds
+from jaxprune import data
 from jaxprune import structured as st
 from jaxprune.report import format_table, plot_structure_diversity
 from jaxprune.studies import scratch
-from jaxprune.train import Split, fit
+from jaxprune.train import Split
 
 QUICK = os.environ.get("JAXPRUNE_QUICK") == "1"
 OUT = os.environ.get("JAXPRUNE_NOTEBOOK_OUT", "notebooks/figures")
@@ -60,13 +58,10 @@ print(f"{len(structure.groups)} gated layers, {sum(g.width for g in structure.gr
 # coarse).
 
 # %%
-x0 = jnp.zeros((1, *train.images.shape[1:]))
-init = lambda seed_list: seeds.init_seeds(lambda k, v: structure.model.init(k, v, train=False),
-                                          seeds.seed_keys(seed_list, 0), x0)
 random_seeds = list(range(n_random))
-rand_result, rand_found = scratch.search_seeds(
-    structure, init(random_seeds), random_seeds, train, val, gate_cfg, 0.5,
-    reference_macs=reference, tolerance=0.01, progress=False)
+rand_result, rand_found, _ = scratch.find_architectures(
+    structure, random_seeds, train, val, gate_cfg, 0.5, reference_macs=reference,
+    tolerance=0.01, progress=False)
 print(f"random networks: {rand_result.strategy}; gates reached r = {gate_cfg.target} in "
       f"{sum(f.met_target for f in rand_found)} of {n_random}")
 
@@ -77,14 +72,11 @@ print(f"random networks: {rand_result.strategy}; gates reached r = {gate_cfg.tar
 trained_seeds = list(range(1000, 1000 + n_trained))
 pre_cfg = scratch.train_config(1 if QUICK else 10, 0.0, optimizer="adam", learning_rate=3e-3,
                                schedule="constant", augment=False)
-pre = fit(structure.model, init(trained_seeds), train, val, pre_cfg, seeds=trained_seeds,
-          progress=False)
-print("trained networks' validation accuracy:",
-      np.round(pre.results["test_accuracy"], 3))
-trained_vars = {"params": pre.state.params, **pre.state.model_state}
-_, trained_found = scratch.search_seeds(
-    structure, trained_vars, trained_seeds, train, val, gate_cfg, 0.5,
-    reference_macs=reference, tolerance=0.01, progress=False)
+trained_result, trained_found, how = scratch.find_architectures(
+    structure, trained_seeds, train, val, gate_cfg, 0.5, reference_macs=reference,
+    tolerance=0.01, pretrain=pre_cfg, progress=False)
+print(f"gates on networks {how}; gates reached r = {gate_cfg.target} in "
+      f"{sum(f.met_target for f in trained_found)} of {n_trained}")
 
 # %% [markdown]
 # ## 3. Diversity
@@ -124,12 +116,9 @@ cfg = scratch.train_config(epochs, 0.5, optimizer="adam", learning_rate=3e-3,
 results = []
 for label, found in (("random", rand_found), ("trained", trained_found)):
     for f in found[:1 if QUICK else 4]:
-        net = st.fresh_init(structure, f.searched.keep, key=jax.random.key(f.seed),
-                            input_shape=train.images.shape[1:])
-        res = fit(net.model, net.variables, train, test, cfg.replace(seed=f.seed),
-                  progress=False)
+        res = scratch.train_from_scratch(structure, f.searched.keep, f.seed, train, test, cfg)
         results.append({"group": label, "seed": f.seed, "MACs": f.searched.counts.macs,
-                        "test acc": res.results["test_accuracy"]})
+                        "test acc": res["test_accuracy"]})
 print(format_table(results))
 for label in groups:
     acc = [r["test acc"] for r in results if r["group"] == label]

@@ -160,7 +160,7 @@ def test_conv_wgrad_prototype_matches_xla():
         return jnp.sum(jnp.sin(conv(x_, w_)))
 
     for stride in (1, 2):
-        xla = functools.partial(prototypes._conv, stride=stride, pad=1)
+        xla = functools.partial(prototypes.xla_conv, stride=stride, pad=1)
         ref = jax.grad(functools.partial(loss, xla), argnums=(0, 1))(x, w)
         for wgrad in prototypes.WGRADS:
             conv = prototypes.make_conv(stride, 1, wgrad)
@@ -304,10 +304,10 @@ def test_strategies_judges_auto_against_the_fastest_and_renders_the_saved_run():
     row = {"model": "m", "method": "magnitude", "n": 8, "rounds": None, "auto": "vmap",
            "strategies": {"vmap": {"median_s": 0.3, "compile_s": 0.5}, "map": {"median_s": 0.1},
                           "chunked": {"median_s": 0.2}, "loop": {"timed_out_after_s": 60.0}}}
-    strategies._judge(row)
+    strategies.judge(row)
     assert row["best"] == "map" and not row["auto_ok"] and abs(row["auto_over_best"] - 3) < 1e-9
     row["auto"] = "map"
-    assert strategies._judge(row)["auto_ok"]
+    assert strategies.judge(row)["auto_ok"]
     table = strategies.markdown({"rows": [row]})
     assert "> 60000 (stopped)" in table and "in 1 of 1 rows" in table
     saved = Path(__file__).parent.parent / "benchmarks/results/2026-12-03-cpu-strategies.json"
@@ -343,7 +343,7 @@ def test_roofline_flop_count_and_fused_snip_equal_the_library():
     b0 = seeds.unstack(b, 0)
     want = seeds.map_stacked(W.score_only_fn(roofline.MLP, "snip"), v, b0, k,
                              in_axes=(0, None, 0), strategy="loop")
-    got = roofline.fused_snip(n)(roofline._as_tuples(v), *b0)
+    got = roofline.fused_snip(n)(roofline.as_tuples(v), *b0)
     for g, name in zip(got, sorted(want), strict=True):
         np.testing.assert_allclose(g, want[name]["kernel"], rtol=1e-4,
                                    atol=1e-6 * float(jnp.max(want[name]["kernel"])))

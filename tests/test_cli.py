@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from jaxprune import data
 from jaxprune.cli import main
 
 
@@ -144,7 +145,7 @@ def test_structured_prune_from_a_trained_workdir(tmp_path, capsys):
     common = ["--model", "lenet_300_100", "--dataset", "digits", "--batch-size", "64",
               "--optimizer", "adam", "--lr", "0.003", "--no-progress"]
     assert main(["train", *common, "--epochs", "1", "--workdir", str(trained)]) == 0
-    for extra, sub in [([], "finetune"), (["--scratch"], "scratch")]:
+    for extra, sub in [([], "finetune"), (["--scratch"], "scratch-e")]:
         wd = tmp_path / f"pruned_{sub}"
         assert main(["prune", "--structured", *common, "--criterion", "l1", "--policy", "ratio",
                      "--ratio", "0.5", "--from-workdir", str(trained), "--epochs", "1",
@@ -156,6 +157,62 @@ def test_structured_prune_from_a_trained_workdir(tmp_path, capsys):
     assert main(["prune", "--structured", *common, "--criterion", "l1", "--workdir",
                  str(tmp_path / "x")]) == 2
     assert "--structured needs --policy" in capsys.readouterr().err
+
+
+def test_structured_prune_is_the_study_run(tmp_path, capsys):
+    """`prune --structured` and `studies.structured.run` give the same channels, networks and
+    accuracies (before, the command had its own loop with other random streams)."""
+    import jax
+
+    from jaxprune import structured as st
+    from jaxprune.studies import pai
+    from jaxprune.studies import structured as study
+    from jaxprune.train import Split, TrainConfig, init_model
+
+    common = ["--model", "lenet_300_100", "--width-multiplier", "0.1", *DIGITS, "--optimizer",
+              "adam", "--lr", "0.003", "--epochs", "1"]
+    wd = tmp_path / "cli"
+    assert main(["prune", "--structured", *common, "--criterion", "random", "--policy", "ratio",
+                 "--ratio", "0.5", "--modes", "finetune", "scratch-e", "--per-class", "2",
+                 "--workdir", str(wd)]) == 0
+    assert capsys.readouterr().out.splitlines()[-1].startswith("diverged: none of 2 modes")
+    summary = json.loads((wd / "summary.json").read_text())
+
+    config = TrainConfig(model="lenet_300_100", dataset="digits", batch_size=64, epochs=1,
+                         optimizer="adam", learning_rate=0.003,
+                         model_options={"width_multiplier": 0.1})
+    train, test = (Split(*data.load("digits", s)) for s in ("train", "test"))
+    s = st.channel_groups("lenet_300_100", num_classes=10, width_multiplier=0.1)
+    v = init_model(s.model, jax.random.fold_in(jax.random.key(0), 0), train.images)
+    xs, ys = pai.score_batches(train, [0], 2)
+    res = study.run(s, v, train, test, criterion="random",
+                    policy=study.get_policy("ratio", s, ratio=0.5), config=config,
+                    finetune_config=config, key=jax.random.fold_in(jax.random.key(0), 7),
+                    modes=("finetune", "scratch-e"), batch=(xs[0], ys[0]),
+                    input_shape=train.images.shape[1:])
+    assert summary["keep"] == {g: [int(i) for i in k] for g, k in res.selection.keep.items()}
+    for mode in ("finetune", "scratch-e"):
+        assert summary["modes"][mode]["test_accuracy"] == res.modes[mode]["test_accuracy"]
+        assert summary["modes"][mode]["history"] == res.modes[mode]["history"]
+
+
+def test_prune_refuses_the_flags_of_the_other_kind_and_old_structured_workdirs(tmp_path,
+                                                                              capsys):
+    base = ["prune", "--model", "lenet_300_100", *DIGITS, "--workdir", str(tmp_path / "w")]
+    assert main([*base, "--structured", "--criterion", "l1", "--policy", "ratio", "--ratio",
+                 "0.5", "--sparsity", "0.5", "--seeds", "2"]) == 2
+    err = capsys.readouterr().err
+    assert "--sparsity, --seeds do not apply to --structured" in err and err.count("\n") == 1
+    assert main([*base, "--criterion", "magnitude", "--sparsity", "0.5", "--policy",
+                 "ratio"]) == 2
+    assert "--policy does not apply without --structured" in capsys.readouterr().err
+    assert not (tmp_path / "w").exists()
+    old = tmp_path / "old"
+    old.mkdir()
+    (old / "config.json").write_text(json.dumps({"command": "prune --structured"}))
+    assert main(["prune", "--structured", "--model", "lenet_300_100", *DIGITS, "--criterion",
+                 "l1", "--policy", "ratio", "--ratio", "0.5", "--workdir", str(old)]) == 2
+    assert "written by an older `prune --structured`" in capsys.readouterr().err
 
 
 # ---------------------------------------------------------------------------------------------
@@ -307,12 +364,12 @@ def test_missing_dataset_is_one_line_naming_the_cli_way(tmp_path, monkeypatch, c
 
 
 def test_keyboard_interrupt_is_one_line(monkeypatch, capsys):
-    import jaxprune.cli as cli
+    import jaxprune.cli.train as train_command
 
     def interrupted(args):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(cli, "cmd_train", interrupted)
+    monkeypatch.setattr(train_command, "run", interrupted)
     assert main(["train", "--workdir", "w"]) == 130
     err = capsys.readouterr().err
     assert err.strip() == ("jaxprune train: interrupted; rerun the same command to resume from "
@@ -378,6 +435,24 @@ def test_output_words_and_numbers(tmp_path, capsys):
     assert main(argv) == 0
     out = capsys.readouterr().out
     assert "one seed (no spread)" in out and "+/-" not in out and "at chance" in out
+    assert out.splitlines()[-1] == ("diverged: none of 2 networks (every training loss stayed "
+                                    "finite)")
+
+
+def test_a_diverged_run_is_said_to_be_diverged(tmp_path, capsys):
+    """SGD at lr 1e6 takes the loss to inf/NaN in the first epoch: every table, summary and the
+    last line say so (before, only "at chance: yes" hinted at it)."""
+    wd = tmp_path / "p"
+    assert main(["prune", "--model", "lenet_300_100", *DIGITS, "--criterion", "magnitude",
+                 "--compression", "2", "--seeds", "2", "--epochs", "2", "--optimizer", "sgd",
+                 "--lr", "1e6", "--workdir", str(wd)]) == 0
+    out = capsys.readouterr().out
+    assert out.splitlines()[-1].startswith("diverged: 2 of 2 seeds (training loss became NaN")
+    assert "epoch 1" in out  # the table's diverged column
+    summary = json.loads((wd / "summary.json").read_text())
+    assert [r["diverged_epoch"] for r in summary["per_seed"]] == [1, 1]
+    results = json.loads((wd / "train" / "results.json").read_text())
+    assert results["diverged_epoch"] == [1, 1]
 
 
 def _umask() -> int:
@@ -414,8 +489,8 @@ def test_structured_modes_and_refusals_write_nothing(tmp_path, capsys):
     # 64*300+300*100+100*10 = 50,200 MACs -> 64*150+150*50+50*10 = 17,600: int(2 * 2.85) = 5
     assert {m: r["epochs"] for m, r in summary["modes"].items()} == {
         "finetune": 1, "scratch-e": 2, "scratch-b": 5}
-    # Scratch-E keeps the workdir name of --scratch runs, scratch/
-    assert all((wd / sub / "results.json").exists() for sub in ("finetune", "scratch",
+    # each mode trains in its own folder, named as studies.structured.run names them
+    assert all((wd / sub / "results.json").exists() for sub in ("finetune", "scratch-e",
                                                                   "scratch-b"))
     assert "scratch-b" in capsys.readouterr().out
 

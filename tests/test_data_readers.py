@@ -7,15 +7,14 @@ import os
 import pickle
 import re
 import struct
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from jaxprune import data
-from jaxprune.data import _tfds
-from jaxprune.data._cifar import CIFAR_LAYOUTS
-from jaxprune.data._idx import IDX_FILES, IMAGES_MAGIC, LABELS_MAGIC
+from jaxprune.data import CIFAR_LAYOUTS, IDX_FILES, IMAGES_MAGIC, LABELS_MAGIC
 
 # ----------------------------------------------------------------------------- helpers
 
@@ -70,10 +69,7 @@ def write_cifar_folder(root: Path, name: str, per_file: int = 4, seed: int = 0):
 @pytest.fixture
 def no_tfds(monkeypatch):
     """Make the TFDS fallback unavailable, as on a machine without tensorflow_datasets."""
-    def fail():
-        raise ImportError("tensorflow_datasets is not usable (test); install it with: "
-                          + _tfds.INSTALL_HINT)
-    monkeypatch.setattr(_tfds, "_import_tfds", fail)
+    monkeypatch.setitem(sys.modules, "tensorflow_datasets", None)  # its import then fails
     monkeypatch.delenv(data.ENV_VAR, raising=False)
 
 

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import socket
+import threading
+import time
+
 import numpy as np
 import pytest
 
 from jaxprune import data
-from jaxprune.data import _tfds
 
 tfds = pytest.importorskip("tensorflow_datasets", reason="tensorflow_datasets is not installed")
 
@@ -28,7 +31,7 @@ def test_manual_dir_without_files_fails_offline(tmp_path):
 
 
 def test_tfds_shuffled_order_is_a_permutation():
-    order = _tfds.tfds_shuffled_order("test", 1000)
+    order = data.tfds_shuffled_order("test", 1000)
     assert sorted(order.tolist()) == list(range(1000))
     assert not np.array_equal(order, np.arange(1000))
 
@@ -79,17 +82,34 @@ def test_tfds_mnist_equals_idx_reader(tfds_mnist_dir, shared_data_dir, tmp_path)
     # TFDS's own (hash-shuffled) order is available too, and holds the same examples.
     x_raw, y_raw = data.load_tfds("mnist", "test", data_dir=tfds_mnist_dir, official_order=False)
     assert not np.array_equal(y_raw, y_t)
-    order = _tfds.tfds_shuffled_order("test", 10000)
+    order = data.tfds_shuffled_order("test", 10000)
     np.testing.assert_array_equal(x_raw, x_t[order])
     np.testing.assert_array_equal(y_raw, y_t[order])
 
 
 def test_download_offline_fails_fast(tmp_path, monkeypatch):
     # Offline, TFDS itself retries a download for minutes; load_tfds probes the host first.
-    monkeypatch.setattr(_tfds, "_reachable", lambda host, port, **kw: False)
+    def unreachable(address, *args, **kwargs):
+        raise OSError(f"no route to {address} (test)")
+
+    monkeypatch.setattr(socket, "create_connection", unreachable)
     with pytest.raises(data.DatasetNotFoundError, match="cannot reach storage.googleapis.com:443"):
         data.load("mnist", "test", tmp_path / "files", download=True, tfds_data_dir=tmp_path)
 
 
-def test_reachable_is_bounded():
-    assert not _tfds._reachable("no-such-host.invalid", timeout=2.0)
+def test_a_hanging_probe_is_bounded(tmp_path, monkeypatch):
+    # Name resolution has no timeout of its own: a probe that hangs is given up after its 5 s.
+    release = threading.Event()
+
+    def hang(address, *args, **kwargs):
+        release.wait(60)
+        raise OSError(f"no answer from {address} (test)")
+
+    monkeypatch.setattr(socket, "create_connection", hang)
+    t = time.monotonic()
+    try:
+        with pytest.raises(data.DatasetNotFoundError, match="cannot reach"):
+            data.load_tfds("mnist", "test", data_dir=tmp_path, download=True)
+    finally:
+        release.set()
+    assert time.monotonic() - t < 30

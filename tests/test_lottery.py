@@ -91,8 +91,9 @@ def test_many_seeds_equal_a_loop_and_controls_keep_the_densities(digits):
                 assert got["test_accuracy"][i] == pytest.approx(m["test_accuracy"][0], abs=2e-3)
     # the controls train with exactly the ticket's per-layer densities
     mask = many.masks[2]
-    variables, arm_masks = lottery._arms(MODEL, (8, 8, 1), [0, 1], 2, ["ticket", *lottery.CONTROLS],
-                                         lottery.pai.init_seeds(MODEL, (8, 8, 1), [0, 1]), mask, ())
+    variables, arm_masks = lottery.arm_networks(
+        MODEL, (8, 8, 1), [0, 1], 2, ["ticket", *lottery.CONTROLS],
+        lottery.pai.init_seeds(MODEL, (8, 8, 1), [0, 1]), mask)
     per_layer = lambda m: [int(x.sum()) for x in jax.tree.leaves(m)]
     for a in range(4):
         for i in range(2):

@@ -356,7 +356,5 @@ def test_option_b_allows_shrinking_stages():
 def test_max_pool_2x2_matches_flax(shape):
     import flax.linen as fnn
 
-    from jaxprune.models._common import max_pool_2x2
-
     x = jax.random.normal(jax.random.key(0), shape)
-    np.testing.assert_array_equal(max_pool_2x2(x), fnn.max_pool(x, (2, 2), strides=(2, 2)))
+    np.testing.assert_array_equal(models.max_pool_2x2(x), fnn.max_pool(x, (2, 2), strides=(2, 2)))

@@ -121,25 +121,28 @@ def test_every_layer_follows_its_schemes_formula(name, opts, scheme, rule):
 
 
 def test_fans_match_pytorch():
+    """``torch_fans``, the fans every scheme's draws are checked against above, are PyTorch's."""
     torch = pytest.importorskip("torch")
-    from jaxprune.models._init import fans
 
     for shape in [(784, 300), (3, 3, 16, 32), (5, 5, 1, 6), (5, 1, 25), (1, 1, 64, 128)]:
         *window, cin, cout = shape
         w = torch.empty((cout, cin, *window)) if window else torch.empty((cout, cin))
-        assert fans(shape) == torch.nn.init._calculate_fan_in_and_fan_out(w) == torch_fans(shape)
+        assert torch.nn.init._calculate_fan_in_and_fan_out(w) == torch_fans(shape)
 
 
 def test_torch_scheme_matches_pytorchs_own_layers():
-    """Our "torch" draws and PyTorch's freshly built layers: same bounds, same spread."""
+    """Our "torch" draws (``models.get(..., init="torch")``) and PyTorch's freshly built layers:
+    same bounds, same spread."""
     torch = pytest.importorskip("torch")
-    from jaxprune.models import _init
 
     torch.manual_seed(0)
     theirs = {"dense": torch.nn.Linear(300, 100), "conv": torch.nn.Conv2d(16, 32, 3)}
-    params = {"dense": {"kernel": jnp.zeros((300, 100)), "bias": jnp.zeros(100)},
-              "conv": {"kernel": jnp.zeros((3, 3, 16, 32)), "bias": jnp.zeros(32)}}
-    ours = _init.redraw(params, _init.TORCH, KEY)
+    model = models.get("conv2", widths=(16, 32, 300, 100), init="torch")
+    x = jnp.zeros((1, 32, 32, 3))
+    params = jax.jit(lambda k: model.init(k, x))(KEY)["params"]
+    ours = {"dense": params["fc2"], "conv": params["conv2"]}  # 300 -> 100; 3x3, 16 -> 32
+    assert ours["dense"]["kernel"].shape == (300, 100)
+    assert ours["conv"]["kernel"].shape == (3, 3, 16, 32)
     for kind, fan_in in [("dense", 300), ("conv", 16 * 9)]:
         for name, t in [("kernel", theirs[kind].weight), ("bias", theirs[kind].bias)]:
             t, o = t.detach().numpy(), np.asarray(ours[kind][name])

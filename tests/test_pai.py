@@ -429,7 +429,7 @@ def test_synflow_scores_stay_float64_to_the_top_k_with_float64_params():
     scores reach the top-k unrounded (by default they are cast to the params' float32)."""
     model = models.get("mlp_6x100", widths=(8,) * 5)
     v = jax.tree.map(lambda a: a[0], pai.init_seeds(model, SHAPE, [0]))
-    fn = pai.scoring_fn(model, "synflow", SHAPE, pai._options(200.0, None))
+    fn = pai.scoring_fn(model, "synflow", SHAPE, pai.criterion_options_key())
     assert {s.dtype for s in jax.tree.leaves(fn(v["params"], batch=({}, None)))} == {
         jnp.dtype("float32")}
     with jax.enable_x64(True):

@@ -45,15 +45,16 @@ def test_one_gate_step_is_adam_on_ce_plus_penalty_then_clamp(tiny):
     structure, stacked, train, _ = tiny
     variables = jax.tree.map(lambda a: a[0], stacked)
     cfg = scratch.GateConfig(batch_size=16, augment=False, normalize=False, learning_rate=0.3)
-    progs = scratch._programs(structure, cfg, None, 4)
+    progs = scratch.gate_programs(structure, cfg, train)
     gates = st.init_gates(structure)
     gates["conv2"] = gates["conv2"].at[:3].set(jnp.array([0.0, 0.1, 0.5]))
     params, state = variables["params"], {"batch_stats": variables["batch_stats"]}
     idx = np.arange(16)
     key = jax.random.key_data(jax.random.key(1))
     carry = (gates, progs.tx.init(gates), state)
-    (new, _, new_state), sums = jax.jit(progs.step)(params, carry, scratch._zero_sums(()),
-                                                    train.images, train.labels, idx, key)
+    zeros = {k: jnp.zeros((), jnp.float32) for k in ("ce", "penalty", "count", "correct")}
+    (new, _, new_state), sums = jax.jit(progs.step)(params, carry, zeros, train.images,
+                                                    train.labels, idx, key)
 
     def loss(g):  # by hand: the mean CE of the gated net in train mode + the penalty
         logits, _ = st.apply_with_gates(structure, variables, g, train.images[:16], train=True,

@@ -220,26 +220,29 @@ def test_kill_and_resume_is_bitwise_identical(tmp_path):
     assert saved["test_accuracy"] == full.results["test_accuracy"]
 
 
-def test_ctrl_c_while_a_checkpoint_is_written_completes_it_then_interrupts(tmp_path):
+def test_ctrl_c_while_a_checkpoint_is_written_completes_it_then_interrupts(tmp_path,
+                                                                          monkeypatch):
     """SIGINT delivered while orbax finishes a save (the moment that used to leave a traceback
     or a hang): the checkpoint is completed and readable, then KeyboardInterrupt is raised."""
     import os
     import signal
 
+    import orbax.checkpoint as ocp
+
     state = {"w": jnp.arange(6.0).reshape(2, 3)}
     before = signal.getsignal(signal.SIGINT)
     signal.signal(signal.SIGINT, signal.default_int_handler)  # as in a terminal
-    wd = Workdir(tmp_path / "w")
-    finish = wd._manager.wait_until_finished
+    finish = ocp.CheckpointManager.wait_until_finished
 
-    def interrupted_wait():
+    def interrupted_wait(manager):
         os.kill(os.getpid(), signal.SIGINT)
-        finish()
+        finish(manager)
 
-    wd._manager.wait_until_finished = interrupted_wait
-    with pytest.raises(KeyboardInterrupt):
-        wd.save(1, state, [{"epoch": 1}])
-    wd._manager.wait_until_finished = finish
+    wd = Workdir(tmp_path / "w")
+    with monkeypatch.context() as m:  # orbax's own wait, as a Workdir's save calls it
+        m.setattr(ocp.CheckpointManager, "wait_until_finished", interrupted_wait)
+        with pytest.raises(KeyboardInterrupt):
+            wd.save(1, state, [{"epoch": 1}])
     wd.close()
     fresh = Workdir(tmp_path / "w")
     assert fresh.latest_epoch() == 1
@@ -251,9 +254,9 @@ def test_ctrl_c_while_a_checkpoint_is_written_completes_it_then_interrupts(tmp_p
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     wd = Workdir(tmp_path / "w")
-    wd._manager.wait_until_finished = interrupted_wait
-    wd.save(2, state, [{"epoch": 1}, {"epoch": 2}])  # no KeyboardInterrupt
-    wd._manager.wait_until_finished = finish
+    with monkeypatch.context() as m:
+        m.setattr(ocp.CheckpointManager, "wait_until_finished", interrupted_wait)
+        wd.save(2, state, [{"epoch": 1}, {"epoch": 2}])  # no KeyboardInterrupt
     wd.close()
     signal.signal(signal.SIGINT, before)
 
@@ -433,7 +436,7 @@ def test_a_second_fit_of_the_same_setup_compiles_nothing():
 def test_stacked_conv_nets_loop_on_cpu_with_the_results_of_vmap(tmp_path):
     """strategy='auto' trains stacked conv nets one at a time on CPU (vmap would make grouped
     convolutions); every strategy computes the same networks, and resume works in loop mode."""
-    from jaxprune.train.loop import _groups, _recipe, _stats
+    from jaxprune.train import stacked_groups
 
     model = TinyConvBN()
     train, test = _data(seed=0), _data(n=40, seed=1)
@@ -443,7 +446,6 @@ def test_stacked_conv_nets_loop_on_cpu_with_the_results_of_vmap(tmp_path):
     variables = jax.vmap(lambda k: model.init(k, train.images[:1]))(keys)
     mask = jax.vmap(_half_mask)(variables["params"])
     kw = dict(mask=mask, seeds=[0, 1], progress=False, eval_every=3, snapshot_steps=[4])
-    setup = (model, _recipe(cfg), 6, 96, 0, _stats(cfg, train), 4)
     vm = fit(model, variables, train, test, cfg, strategy="vmap", **kw)
     lp = fit(model, variables, train, test, cfg, strategy="loop", **kw)
     for a, b in zip(jax.tree.leaves(vm.state.params), jax.tree.leaves(lp.state.params),
@@ -451,11 +453,9 @@ def test_stacked_conv_nets_loop_on_cpu_with_the_results_of_vmap(tmp_path):
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-6)
     assert [e["step"] for r in lp.history for e in r["evals"]] == [3, 6, 9, 12]
     assert lp.snapshots[4]["params"]["conv1"]["kernel"].shape[0] == 2
-    x = jnp.asarray(train.images)
     stacked_state = jax.tree.map(jnp.asarray, vm.state)
-    y = jnp.asarray(train.labels)
-    assert _groups("auto", setup, stacked_state, x, y, 16) == [(0, 1), (1, 2)]  # conv: loop
-    assert _groups("vmap", setup, stacked_state, x, y, 16) is None
+    assert stacked_groups(model, cfg, train, stacked_state) == [(0, 1), (1, 2)]  # conv: loop
+    assert stacked_groups(model, cfg, train, stacked_state, "vmap") is None
     with pytest.raises(_Crash):
         fit(model, variables, train, test, cfg, strategy="loop", workdir=str(tmp_path),
             callbacks=[_crash_after(1)], **kw)
@@ -482,6 +482,16 @@ def test_stacked_mlps_train_in_vmapped_groups_with_the_results_of_one_program():
                     strict=True):
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-6)
     assert len(grouped.results["test_accuracy"]) == n
-    setup = (model, loop._recipe(cfg), 6, 96, 0, loop._stats(cfg, train), 4)
-    x, y = jnp.asarray(train.images), jnp.asarray(train.labels)
-    assert loop._groups("auto", setup, one.state, x, y, 16) == [(0, 8), (8, 11)]
+    assert loop.stacked_groups(model, cfg, train, one.state) == [(0, 8), (8, 11)]
+
+
+def test_diverged_epochs_is_the_first_epoch_with_a_nonfinite_training_loss():
+    from jaxprune.train import diverged_epochs
+
+    nan, inf = float("nan"), float("inf")
+    history = [{"epoch": 1, "train_loss": [0.5, 0.4, 0.3]},
+               {"epoch": 2, "train_loss": [nan, 0.3, 0.2]},
+               {"epoch": 3, "train_loss": [nan, inf, 0.1]}]
+    assert diverged_epochs(history, 3) == [2, 3, None]
+    assert diverged_epochs([{"epoch": 1, "train_loss": 0.2}]) is None
+    assert diverged_epochs([{"epoch": 1, "train_loss": 0.2}, {"epoch": 2, "train_loss": -inf}]) == 2

@@ -10,21 +10,30 @@ official files in a local folder (``data_dir`` or ``$JAXPRUNE_DATA_DIR``), and T
   >>> data.info("cifar10").input_shape
   (32, 32, 3)
 
+The official files' layout: ``IDX_FILES`` (the (Fashion-)MNIST file names per split; their IDX
+headers' magic numbers are ``IMAGES_MAGIC`` and ``LABELS_MAGIC``, see ``read_idx``) and
+``CIFAR_LAYOUTS`` (folder, files per split and label key of each CIFAR pickle set);
+``tfds_shuffled_order`` is the order TFDS stores (Fashion-)MNIST in.
+
 Modules: ``preprocess`` (channel stats, normalize, crop/flip augmentation) and ``batching``
 (epoch permutations, eval batches with a validity mask, class-balanced picks). This package knows
 nothing of models or pruning.
 """
 
 from jaxprune.data import batching, preprocess
-from jaxprune.data._cifar import read_cifar_batch
+from jaxprune.data._cifar import CIFAR_LAYOUTS, read_cifar_batch
 from jaxprune.data._errors import DataFormatError, DatasetNotFoundError
-from jaxprune.data._idx import read_idx
+from jaxprune.data._idx import IDX_FILES, IMAGES_MAGIC, LABELS_MAGIC, read_idx
 from jaxprune.data._info import SPLITS, DatasetInfo, info, names
 from jaxprune.data._load import ENV_VAR, load, resolve_data_dir
-from jaxprune.data._tfds import load_tfds
+from jaxprune.data._tfds import load_tfds, tfds_shuffled_order
 
 __all__ = [
+    "CIFAR_LAYOUTS",
     "ENV_VAR",
+    "IDX_FILES",
+    "IMAGES_MAGIC",
+    "LABELS_MAGIC",
     "SPLITS",
     "DataFormatError",
     "DatasetInfo",
@@ -38,4 +47,5 @@ __all__ = [
     "read_cifar_batch",
     "read_idx",
     "resolve_data_dir",
+    "tfds_shuffled_order",
 ]

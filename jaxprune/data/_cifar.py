@@ -27,6 +27,7 @@ class CifarLayout(NamedTuple):
     label_key: bytes
 
 
+#: name -> where its official pickle batches are and which key holds the labels.
 CIFAR_LAYOUTS = {
     "cifar10": CifarLayout(
         "cifar-10-batches-py",

@@ -19,12 +19,13 @@ import numpy as np
 
 from jaxprune.data._errors import DataFormatError
 
+#: The magic numbers of the IDX headers of image and of label files (``read_idx(magic=...)``).
 IMAGES_MAGIC = 2051
 LABELS_MAGIC = 2049
 _NDIM = {IMAGES_MAGIC: 3, LABELS_MAGIC: 1}
 _KIND = {IMAGES_MAGIC: "images", LABELS_MAGIC: "labels"}
 
-# split -> (images file, labels file), as published.
+#: split -> (images file, labels file), as published.
 IDX_FILES = {
     "train": ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"),
     "test": ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"),

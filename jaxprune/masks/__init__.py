@@ -15,7 +15,7 @@ Three modules, one job each:
   _tree    mask trees and prunable leaves: ``check_mask_tree``, ``apply_mask``,
            ``flatten_prunable``, finiteness checks (``check_finite_scores``, ``nonfinite_leaves``).
   _topk    the exact top-k: ``mask_by_topk``, ``mask_by_layer_topk``, ``mask_by_keep_counts``,
-           ``keep_top``.
+           ``keep_top`` (``override_top_k``: trace another selection, for reference rows).
   _report  ``summary``/``format_report``, layer-collapse detection and its warning.
 """
 
@@ -36,6 +36,7 @@ from jaxprune.masks._topk import (
     mask_by_layer_topk,
     mask_by_topk,
     num_to_remove,
+    override_top_k,
 )
 from jaxprune.masks._tree import (
     Path,
@@ -64,6 +65,7 @@ __all__ = [
     "first_and_last", "flatten_prunable", "format_report", "is_kernel", "keep_top",
     "keep_top_sort", "mask_by_keep_counts", "mask_by_layer_topk", "mask_by_topk",
     "nonfinite_leaves", "normalize_keep_dense", "num_prunable", "num_to_remove", "ones_like",
+    "override_top_k",
     "path_str", "path_tuple", "prunable_paths", "raise_if_nonfinite", "restrict_to_prunable",
     "summary", "warn_if_collapsed",
 ]

@@ -4,11 +4,14 @@
 
 :func:`mask_by_keep_counts` is the traceable core of both (counts as arguments, one compiled
 program for every sparsity); :func:`keep_top` is the selection itself on one flat array.
+:func:`override_top_k` traces another selection in its place (the benchmark's reference rows).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+import contextlib
+import functools
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 import jax
@@ -268,22 +271,69 @@ def mask_by_keep_counts(
     return jax.tree_util.tree_unflatten(treedef, out)
 
 
-@jax.jit
-def _global_keep(
-    flat_leaves: list[jax.Array], n_keep: jax.Array, alive: list[jax.Array] | None = None
-) -> list[jax.Array]:
-    """Compiled core of :func:`mask_by_topk` (one compilation per set of shapes, any sparsity)."""
-    dtype = jnp.result_type(*flat_leaves)
-    keep = keep_top(jnp.concatenate([x.astype(dtype) for x in flat_leaves]), n_keep,
-                    None if alive is None else jnp.concatenate(alive))
-    out, start = [], 0
-    for x in flat_leaves:
-        out.append(keep[start : start + x.shape[0]])
-        start += x.shape[0]
-    return out
+@functools.cache
+def _selections(select: Callable[..., jax.Array]) -> tuple[Callable, Callable]:
+    """The compiled global and per-layer selections by ``select`` (:func:`keep_top`'s
+    signature): new function objects per ``select``, so jax never replays a trace made with
+    another selection (it caches traces per function)."""
+
+    def global_keep(
+        flat_leaves: list[jax.Array], n_keep: jax.Array, alive: list[jax.Array] | None = None
+    ) -> list[jax.Array]:
+        """Compiled core of :func:`mask_by_topk` (one compilation per set of shapes, any
+        sparsity)."""
+        dtype = jnp.result_type(*flat_leaves)
+        keep = select(jnp.concatenate([x.astype(dtype) for x in flat_leaves]), n_keep,
+                      None if alive is None else jnp.concatenate(alive))
+        out, start = [], 0
+        for x in flat_leaves:
+            out.append(keep[start : start + x.shape[0]])
+            start += x.shape[0]
+        return out
+
+    return jax.jit(global_keep), jax.jit(select)
 
 
-_KEEP_TOP_JIT = jax.jit(keep_top)
+_global_keep, _KEEP_TOP_JIT = _selections(keep_top)
+
+
+@contextlib.contextmanager
+def override_top_k(
+    keep_top_fn: Callable[..., jax.Array] | None = None,
+    *,
+    global_keep_fn: Callable[..., list[jax.Array]] | None = None,
+) -> Iterator[None]:
+    """Trace the top-k with another selection inside the block, e.g. the stable sort
+    :func:`keep_top_sort` or ``jax.lax.top_k``: the benchmark's reference rows (``benchmarks/
+    prototypes.py``), measured against the library's own selection.
+
+    Args:
+      keep_top_fn: replaces :func:`keep_top` (same signature) in the global and per-layer top-k
+        (:func:`mask_by_keep_counts`, so :func:`mask_by_topk`, :func:`mask_by_layer_topk`) and
+        in ``jaxprune.schedules.run_rounds``' iterative rounds; ``jaxprune.masks.keep_top``
+        itself is that function inside the block.
+      global_keep_fn: replaces the one-shot global selection alone,
+        ``(flat_leaves, n_keep, alive) -> [bool (n_i,) per leaf]`` with ``n_keep`` traced
+        (called as given, not jitted here).
+
+    Programs traced inside the block keep the replacement; a program traced outside it is
+    never replayed inside it, nor the other way round (each selection has its own compiled
+    programs, kept for the next block with the same function). Changes module state: not for
+    concurrent threads.
+    """
+    global _global_keep, _KEEP_TOP_JIT
+    import jaxprune.masks as package  # the package's keep_top, which schedules' rounds call
+
+    old = (package.keep_top, _global_keep, _KEEP_TOP_JIT)
+    if keep_top_fn is not None:
+        package.keep_top = keep_top_fn
+        _global_keep, _KEEP_TOP_JIT = _selections(keep_top_fn)
+    if global_keep_fn is not None:
+        _global_keep = global_keep_fn
+    try:
+        yield
+    finally:
+        package.keep_top, _global_keep, _KEEP_TOP_JIT = old
 
 
 def mask_by_layer_topk(

@@ -9,7 +9,7 @@ Build a model by name::
 
 Every module is called as ``model(x, *, train=False)`` with a batch ``x``; models with batch norm
 keep running statistics in the ``batch_stats`` collection (``mutable=['batch_stats']`` when
-``train=True``).
+``train=True``). ``max_pool_2x2`` is the zoo's pooling (dtype-preserving), for modules of your own.
 
 Widths: every family accepts ``width_multiplier`` (each width is ``round(w * m)``, at least 1) and
 explicit per-layer widths, so structured pruning can rebuild narrower members of a family:
@@ -54,6 +54,7 @@ import flax.linen as nn
 from jaxprune import contract
 from jaxprune.models import _init
 from jaxprune.models._cnn1d import CNN1D, cnn1d_mnist1d
+from jaxprune.models._common import max_pool_2x2
 from jaxprune.models._convnets import ConvNet, conv_n
 from jaxprune.models._lenet import LeNet5, LeNet5Caffe, lenet5, lenet5_caffe
 from jaxprune.models._mlp import MLP, lenet_300_100, mlp_6x100
@@ -81,6 +82,7 @@ __all__ = [
     "init_schemes",
     "family",
     "shortcut_a",
+    "max_pool_2x2",
 ]
 
 _MNIST = (28, 28, 1)

@@ -279,7 +279,7 @@ def _keys(seeds: Sequence[int], stream: int, level: int) -> jax.Array:
 def _level_fn(model: contract.Model, method: str, input_shape: tuple[int, ...], per_layer: bool,
               keep_dense: tuple[tuple[str, ...], ...]) -> Any:
     """``one(variables, alive, batch, key, keep) -> (mask, nonfinite)`` for one network."""
-    score_fn = pai.scoring_fn(model, method, input_shape, pai._options(200.0, None))
+    score_fn = pai.scoring_fn(model, method, input_shape, pai.criterion_options_key())
 
     def one(variables: PyTree, alive: PyTree, batch: Any, key: jax.Array, keep: jax.Array):
         params, model_state = split_variables(variables)
@@ -373,7 +373,8 @@ def run(
     for level in bar:
         arms = ["ticket"] if level == 0 else ["ticket", *lottery.controls]
         mask = ticket_masks[-1]
-        variables, arm_masks = _arms(model, shape, seeds, level, arms, rewind, mask, keep_dense)
+        variables, arm_masks = arm_networks(model, shape, seeds, level, arms, rewind, mask,
+                                            keep_dense)
         snapshot = [lottery.rewind_step] if level == 0 and lottery.rewind_step else []
         res = fit(model, variables, train, test, config, mask=arm_masks, seeds=seeds * len(arms),
                   workdir=None if root is None else str(_level_dir(root, level) / "train"),
@@ -427,8 +428,20 @@ def identity(model: Any, train: Split, test: Split, config: TrainConfig,
     }
 
 
-def _arms(model, shape, seeds, level, arms, rewind, mask, keep_dense):
-    """Stacked variables and masks of every arm, arm-major: (A * S, ...)."""
+def arm_networks(model: Any, input_shape: Sequence[int], seeds: Sequence[int], level: int,
+                 arms: Sequence[str], rewind: PyTree, mask: PyTree,
+                 keep_dense: Sequence[Sequence[str]] = ()) -> tuple[PyTree, PyTree]:
+    """The networks :func:`run` trains at IMP level ``level``: the variables and masks of every
+    arm, stacked arm-major, ``(A * S, ...)`` for A arms and S seeds.
+
+    ``"ticket"``: ``rewind`` (theta_k, stacked per seed) under ``mask`` (the level's ticket
+    masks, stacked per seed); ``"reinit"``: a new init under ``mask``; ``"shuffle"``: ``rewind``
+    under ``mask`` shuffled within each layer; ``"random"``: a new init under a shuffled mask.
+    The new inits and shuffles draw from each seed and ``level``, as ``run`` does;
+    ``keep_dense`` param paths (key tuples such as ``("fc1", "kernel")``) are not shuffled.
+    """
+    shape = tuple(input_shape)
+    keep_dense = tuple(tuple(p) for p in keep_dense)
     variables, arm_masks = [], []
     for arm in arms:
         if arm in ("ticket", "shuffle"):
@@ -458,9 +471,11 @@ def _summary(level, arms, n, res, mask, keep_dense) -> dict[str, Any]:
            "layer_density": {masks.path_str(r.path): r.density for r in rep.rows if r.prunable},
            "arms": {}}
     acc = np.broadcast_to(res.results["test_accuracy"], (n * len(arms),))
+    diverged = res.results["diverged_epoch"]
     for a, arm in enumerate(arms):
         sl = slice(a * n, (a + 1) * n)
-        out["arms"][arm] = {"test_accuracy": [float(x) for x in acc[sl]]}
+        out["arms"][arm] = {"test_accuracy": [float(x) for x in acc[sl]],
+                            "diverged_epoch": diverged[sl]}
         if stop is not None:
             out["arms"][arm] |= {"early_stop_step": stop["early_stop_step"][sl],
                                  "early_stop_accuracy": stop["early_stop_accuracy"][sl]}
@@ -504,13 +519,15 @@ def read_survival(workdir: str | Path) -> tuple[dict[str, np.ndarray], int]:
 
 
 def arm_rows(levels: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
-    """One row per level and arm: % remaining and, over seeds, the mean and sample std of the
-    final test accuracy, the early-stop step and the test accuracy there (std NaN for 1 seed)."""
+    """One row per level and arm: % remaining, how many seeds diverged (training loss NaN/inf)
+    and, over seeds, the mean and sample std of the final test accuracy, the early-stop step and
+    the test accuracy there (std NaN for 1 seed)."""
     rows = []
     for s in levels:
         for arm, m in s["arms"].items():
             row = {"level": s["level"], "remaining %": 100 * s["density"], "arm": arm,
-                   "seeds": len(m["test_accuracy"])}
+                   "seeds": len(m["test_accuracy"]),
+                   "diverged": sum(e is not None for e in m.get("diverged_epoch", ()))}
             for key, name in (("test_accuracy", "acc"), ("early_stop_step", "early stop"),
                               ("early_stop_accuracy", "acc at early stop")):
                 if key in m:

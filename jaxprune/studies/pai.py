@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, NamedTuple
 
 import jax
@@ -191,7 +191,7 @@ def prune(
                     rounds=rounds)
     dense = tuple(tuple(p) for p in keep_dense)
     config = (model, method, shape, _kind(rounds, allocation), dense,
-              _options(grasp_temperature, criterion_options))
+              criterion_options_key(grasp_temperature, criterion_options))
     # Concrete inputs: one compiled program. Under a caller's trace: inlined, so the caller's
     # program is traced afresh (a cached inner jit would replay its first trace).
     traced = any(isinstance(x, jax.core.Tracer) for x in jax.tree.leaves((variables, batch, key)))
@@ -213,9 +213,15 @@ def _raise_if_nonfinite(nonfinite: Any, paths: Sequence[Any], seeds: Sequence[in
     masks.raise_if_nonfinite(bad[..., 1, :], paths, seeds=seeds)
 
 
-def _options(grasp_temperature: float, extra: Mapping[str, Any] | None) -> tuple:
-    """Criterion options as a hashable, ordered tuple (a cache key of the scoring programs)."""
-    return tuple(sorted({"grasp_temperature": float(grasp_temperature), **(extra or {})}.items()))
+def criterion_options_key(grasp_temperature: float = 200.0,
+                          criterion_options: Mapping[str, Any] | None = None) -> tuple:
+    """:func:`prune`'s ``grasp_temperature`` and ``criterion_options`` (defaults: its defaults)
+    as the hashable, ordered tuple :func:`scoring_fn` takes: the cache key of the scoring
+    programs, so ``scoring_fn(model, method, shape, criterion_options_key(t, opts))`` is the very
+    scoring function (compiled once) that ``prune(..., grasp_temperature=t,
+    criterion_options=opts)`` runs."""
+    return tuple(sorted({"grasp_temperature": float(grasp_temperature),
+                         **(criterion_options or {})}.items()))
 
 
 def scoring_fn(
@@ -226,7 +232,8 @@ def scoring_fn(
 
     The model state (batch statistics) is an argument rather than a closure, so the compiled
     scoring program (and ``schedules.run_rounds``'s compiled loop, cached on this object) is
-    reused by every later call with the same model, method and shapes.
+    reused by every later call with the same model, method and shapes. ``options``: criterion
+    settings from :func:`criterion_options_key` (then shared with :func:`prune`'s scoring).
     """
     return _scoring_fn(contract.as_model(model), method, tuple(input_shape), options)
 
@@ -398,7 +405,7 @@ def prune_seeds(
     counts = budget(one_params, sparsity, allocation, keep_dense=keep_dense, rounds=rounds)
     dense = tuple(tuple(p) for p in keep_dense)
     fn = _prune_by_seed(model, method, shape, _kind(rounds, allocation), dense,
-                        _options(grasp_temperature, criterion_options))
+                        criterion_options_key(grasp_temperature, criterion_options))
     # Seeds, not keys: each program derives its seed's key, so the first call compiles one
     # program (the parameter checks are its flags too; docs/benchmarks.md, compile time).
     stacked, nonfinite = _seeds.map_stacked(
@@ -428,6 +435,34 @@ def _warn_collapsed_seeds(stacked: PyTree, flat: masks.PrunableLeaves, seeds: Se
             "dense (keep_dense=), or use an iterative criterion (SynFlow).",
             masks.LayerCollapseWarning, stacklevel=3,
         )
+
+
+def prune_program(
+    model: Any,
+    method: str,
+    input_shape: Sequence[int],
+    *,
+    allocation: str | Mapping[Sequence[str], float] = "global",
+    keep_dense: Iterable[Sequence[str]] = (),
+    rounds: int | None = None,
+    grasp_temperature: float = 200.0,
+    criterion_options: Mapping[str, Any] | None = None,
+) -> Any:
+    """The pruning program of one network that :func:`prune` jits and :func:`prune_seeds` maps
+    over seeds, without their host-side checks: ``one(variables, batch, key, counts) -> (mask,
+    nonfinite)``, not jitted (e.g. for ``jaxprune.seeds.map_stacked`` or timing it).
+
+    ``counts`` are :func:`budget`'s keep counts for the same ``allocation``, ``keep_dense`` and
+    ``rounds`` (traced: one program for every sparsity); ``nonfinite`` (2, L) bool flags the
+    prunable layers whose parameters (row 0) or scores (row 1, any round) hold a NaN or inf.
+    One function object per configuration (cached), so compiled programs are reused. The other
+    arguments are as for :func:`prune`.
+    """
+    check_method(method)
+    return _prune_one(contract.as_model(model), method, tuple(input_shape),
+                      _kind(_rounds(method, rounds), allocation),
+                      tuple(tuple(p) for p in keep_dense),
+                      criterion_options_key(grasp_temperature, criterion_options))
 
 
 @cached_factory
@@ -546,7 +581,8 @@ def sweep(
     Returns:
       One row per network: method, sparsity, density, compression, seed, test_accuracy,
       test_loss, remaining_params, remaining_macs, collapsed_layers (how many layers lost every
-      weight), chance_accuracy and at_chance (:func:`chance_accuracy`).
+      weight), chance_accuracy, at_chance (:func:`chance_accuracy`) and diverged_epoch (the
+      first epoch whose training loss was NaN or infinite, or ``None``).
     """
     for m in methods:
         check_method(m)
@@ -606,8 +642,131 @@ def sweep(
             "collapsed_layers": len(rep.collapsed),
             "chance_accuracy": chance,
             "at_chance": bool(acc <= threshold),
+            "diverged_epoch": result.results["diverged_epoch"][i],
         })
     return rows
+
+
+class PruneResult(NamedTuple):
+    """What :func:`prune_and_train` returns.
+
+    Attributes:
+      seeds: the seeds, one network each.
+      variables: the stacked initial variables ``(S, ...)``.
+      masks: the stacked masks ``(S, ...)``.
+      rounds: the pruning rounds used.
+      keep_dense: the parameter paths kept dense.
+      reports: one :class:`jaxprune.masks.MaskReport` (with MACs) per seed.
+      fit: ``fit``'s results (``None`` when ``config.epochs == 0``).
+      chance: ``(chance accuracy, threshold)`` of the test split (:func:`chance_accuracy`).
+    """
+
+    seeds: list[int]
+    variables: PyTree
+    masks: PyTree
+    rounds: int
+    keep_dense: tuple[tuple[str, ...], ...]
+    reports: list[masks.MaskReport]
+    fit: dict[str, Any] | None
+    chance: tuple[float, float]
+
+    def summary(self) -> dict[str, Any]:
+        """``{"per_seed": [...]}``: each seed's sparsity, remaining params and MACs, collapsed
+        layers, layer densities and, when trained, test accuracy, ``at_chance`` and
+        ``diverged_epoch``; plus ``chance_accuracy`` when trained."""
+        rows = []
+        for i, (s, r) in enumerate(zip(self.seeds, self.reports, strict=True)):
+            row = {"seed": s, "sparsity": r.sparsity, "remaining_params": r.remaining_params,
+                   "remaining_macs": round(r.remaining_macs), "macs": r.macs,
+                   "collapsed_layers": [masks.path_str(p) for p in r.collapsed],
+                   "layer_density": {masks.path_str(row.path): row.density for row in r.rows}}
+            if self.fit is not None:
+                acc = self.fit["test_accuracy"][i]
+                row |= {"test_accuracy": acc, "at_chance": bool(acc <= self.chance[1]),
+                        "diverged_epoch": self.fit["diverged_epoch"][i]}
+            rows.append(row)
+        out: dict[str, Any] = {"per_seed": rows}
+        if self.fit is not None:
+            out["chance_accuracy"] = self.chance[0]
+        return out
+
+    def rows(self) -> list[dict[str, Any]]:
+        """One flat row per seed (CSV): the summary's per-seed entries without the per-layer
+        densities, collapsed layers counted."""
+        return [{k: (len(v) if k == "collapsed_layers" else v) for k, v in r.items()
+                 if k != "layer_density"} for r in self.summary()["per_seed"]]
+
+
+def prune_and_train(
+    model: Any,
+    train: Split,
+    test: Split,
+    config: TrainConfig,
+    *,
+    criterion: str,
+    sparsity: float,
+    seeds: Sequence[int],
+    allocation: str = "global",
+    rounds: int | None = None,
+    per_class: int = 10,
+    score_sampling: str = "balanced",
+    keep_first_last: bool = False,
+    criterion_options: Mapping[str, Any] | None = None,
+    workdir: str | None = None,
+    progress: bool = True,
+    on_checked: Callable[[int], None] | None = None,
+) -> PruneResult:
+    """Prune ``len(seeds)`` random inits with one criterion and train the masked networks
+    together (``config.epochs`` epochs; none for 0): the ``jaxprune prune`` command.
+
+    Init ``s`` is :func:`init_seeds`'s, its scoring batch :func:`score_batches`'s, its masks
+    :func:`prune_seeds`'s, and its training ``fit``'s with the batch order of seed ``s``. Layer
+    collapse is reported in the result (``reports``), not warned.
+
+    Args:
+      model: a model under :mod:`jaxprune.contract` (a Linen or NNX module is wrapped).
+      train, test: the splits.
+      config: the training recipe (``config.seed`` is ignored: ``seeds`` decide).
+      criterion: a registered criterion (:data:`METHODS`).
+      sparsity: fraction of prunable weights removed.
+      seeds: one network per seed.
+      allocation, rounds: as for :func:`prune`.
+      per_class, score_sampling: the scoring batches (:func:`score_batches`).
+      keep_first_last: never prune the first and last layer (execution order).
+      criterion_options: as for :func:`prune`.
+      workdir: ``fit``'s workdir (checkpoints, resume).
+      progress: progress bars.
+      on_checked: ``on_checked(rounds)`` once the configuration is checked (the budget keeps
+        at least one weight), before any pruning or training (e.g. to claim a results folder).
+    """
+    check_method(criterion)
+    model = contract.as_model(model)
+    seeds = [int(s) for s in seeds]
+    input_shape = tuple(train.images.shape[1:])
+    variables = init_seeds(model, input_shape, seeds)
+    one_vars = jax.tree.map(lambda a: a[0], variables)
+    keep_dense = first_and_last_layers(model, one_vars, input_shape) if keep_first_last else ()
+    rounds = _rounds(criterion, rounds)
+    budget(one_vars["params"], sparsity, allocation, keep_dense=keep_dense, rounds=rounds)
+    if on_checked is not None:
+        on_checked(rounds)
+    batches = None
+    if criteria.needs_data(criterion):
+        batches = score_batches(train, seeds, per_class, normalize=config.normalize,
+                                sampling=score_sampling)
+    with warnings.catch_warnings():  # collapsed layers are in the reports
+        warnings.simplefilter("ignore", masks.LayerCollapseWarning)
+        stacked = prune_seeds(model, variables, criterion, sparsity, seeds=seeds,
+                              batches=batches, input_shape=input_shape, allocation=allocation,
+                              keep_dense=keep_dense, rounds=rounds,
+                              criterion_options=criterion_options)
+    reports = mask_reports(model, variables, stacked, input_shape, keep_dense=keep_dense)
+    results = None
+    if config.epochs > 0:
+        results = fit(model, variables, train, test, config, mask=stacked, seeds=seeds,
+                      workdir=workdir, progress=progress).results
+    return PruneResult(seeds, variables, stacked, rounds, tuple(tuple(p) for p in keep_dense),
+                       reports, results, chance_accuracy(test.labels))
 
 
 def chance_accuracy(labels: np.ndarray, *, z: float = 2.326) -> tuple[float, float]:
@@ -645,6 +804,7 @@ def aggregate(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
             "acc_std": float(acc.std(ddof=1)) if len(rs) > 1 else math.nan,
             "collapsed_runs": sum(r["collapsed_layers"] > 0 for r in rs),
             "at_chance_runs": sum(bool(r.get("at_chance", False)) for r in rs),
+            "diverged_runs": sum(r.get("diverged_epoch") is not None for r in rs),
             "remaining_params": int(np.mean([r["remaining_params"] for r in rs])),
         })
     return out

@@ -153,16 +153,32 @@ def _apply(structure, params, model_state, gates, x, train):
     return st.apply_with_gates(structure, variables, gates, x, train=train), model_state
 
 
-class _Programs(NamedTuple):
+class GatePrograms(NamedTuple):
+    """One network's gate-learning step and evaluation, as :func:`learn_gates` runs them (not
+    jitted; :func:`gate_programs`).
+
+    ``carry`` is ``(gates, tx's optimizer state of the gates, model_state)``; ``sums`` are running
+    float32 sums ``{"ce", "penalty", "count", "correct"}`` (start from zeros), the evaluation's
+    ``{"ce", "count", "correct"}``; ``key_data`` is ``jax.random.key_data`` of the step's key.
+    """
+
     tx: optax.GradientTransformation
     step: Any  # (params, carry, sums, images, labels, idx, key_data) -> (carry, sums)
     eval: Any  # (params, model_state, gates, images, labels, valid) -> sums
 
 
+def gate_programs(structure: st.Structure, config: GateConfig, train: Split) -> GatePrograms:
+    """The gate-learning step (Adam on cross-entropy plus the gate penalty, then
+    :func:`clamp`, on the examples ``idx`` of ``images``) and evaluation that
+    ``learn_gates(structure, variables, train, val, config)`` runs for one network; built once
+    per setup (cached)."""
+    return _programs(structure, config, _stats(config, train), train.images.ndim)
+
+
 @cached_factory
 def _programs(structure: st.Structure, config: GateConfig, stats: tuple | None,
-              image_ndim: int) -> _Programs:
-    """The compiled gate-learning epoch and evaluation of one setup (built once per setup)."""
+              image_ndim: int) -> GatePrograms:
+    """The gate-learning step and evaluation of one setup (built once per setup)."""
     tx = optax.adam(config.learning_rate)
     if stats is not None:
         mean, std = (jnp.asarray(v, jnp.float32) for v in stats)
@@ -203,7 +219,7 @@ def _programs(structure: st.Structure, config: GateConfig, stats: tuple | None,
         return {"ce": (cross_entropy(logits, labels) * w).sum(), "count": w.sum(),
                 "correct": ((logits.argmax(-1) == labels) * w).sum()}
 
-    return _Programs(tx, step_on_indices, evaluate)
+    return GatePrograms(tx, step_on_indices, evaluate)
 
 
 @cached_factory
@@ -552,6 +568,49 @@ def search_seeds(
     return result, found
 
 
+def find_architectures(
+    structure: st.Structure,
+    seeds: Sequence[int],
+    train: Split,
+    val: Split,
+    config: GateConfig,
+    reduction: float,
+    *,
+    reference_macs: int,
+    tolerance: float = 1e-3,
+    groups: Sequence[str] | None = None,
+    pretrain: Any = None,
+    strategy: str = "auto",
+    workdir: str | None = None,
+    progress: bool = True,
+) -> tuple[GateResult, list[Found], str]:
+    """Steps 1-4 for N networks (the ``scratch search`` command): initialize one expanded
+    network per seed (``fold_in(key(seed), 0)``), optionally train them first (``pretrain``: a
+    ``TrainConfig``; gates on *trained* weights, the diversity study's baseline; ``fit``'s
+    workdir ``<workdir>/pretrain``), then :func:`search_seeds`.
+
+    Returns:
+      ``(gate result, one Found per seed, how the weights were made: "random" or "trained N
+      epochs")``.
+    """
+    from jaxprune.train import fit
+
+    seeds = [int(s) for s in seeds]
+    x = jnp.zeros((1, *train.images.shape[1:]), jnp.float32)
+    variables = _seeds.init_seeds(lambda k, v: structure.model.init(k, v, train=False),
+                                  _seeds.seed_keys(seeds, 0), x)
+    how = "random"
+    if pretrain is not None and pretrain.epochs > 0:
+        res = fit(structure.model, variables, train, val, pretrain, seeds=seeds,
+                  workdir=None if workdir is None else f"{workdir}/pretrain", progress=progress)
+        variables = {"params": res.state.params, **res.state.model_state}
+        how = f"trained {pretrain.epochs} epochs"
+    result, found = search_seeds(structure, variables, seeds, train, val, config, reduction,
+                                 reference_macs=reference_macs, tolerance=tolerance,
+                                 groups=groups, strategy=strategy, progress=progress)
+    return result, found, how
+
+
 def train_config(epochs: int, reduction: float, **overrides: Any):
     """The official ``train_pruned.py`` recipe (SGD 0.1, momentum 0.9, weight decay 1e-4,
     batch 128, x0.1 at 50% and 75%, CIFAR augmentation) with Scratch-B's
@@ -562,6 +621,59 @@ def train_config(epochs: int, reduction: float, **overrides: Any):
             "optimizer": "sgd", "learning_rate": 0.1, "momentum": 0.9, "weight_decay": 1e-4,
             "schedule": "step", "milestones": (0.5, 0.75), "lr_decay": 0.1, "augment": True}
     return TrainConfig(**{**base, **overrides})
+
+
+#: The key of a network trained from scratch: ``fold_in(key(seed), SCRATCH_STREAM)``.
+SCRATCH_STREAM = 2
+
+
+def train_from_scratch(
+    structure: st.Structure,
+    keep: st.Keep | None,
+    seed: int,
+    train: Split,
+    test: Split,
+    config: Any,
+    *,
+    model: Any = None,
+    workdir: str | None = None,
+    progress: bool = False,
+) -> dict[str, Any]:
+    """Step 5: one architecture trained from a new random init (the ``scratch train``
+    command, the notebook and the experiment runner all call this).
+
+    The init draws from ``fold_in(key(seed), SCRATCH_STREAM)`` and training uses ``seed``'s
+    batch order (``config.seed = seed``).
+
+    Args:
+      structure: the (expanded) model's groups.
+      keep: the channels of the found architecture (:class:`Searched`'s ``keep``); ``None``
+        trains ``model`` instead (the standard network beside the pruned ones).
+      seed: the network's seed.
+      train, test: the splits.
+      config: the recipe (:func:`train_config`: Scratch-B's epochs for a pruned network).
+      model: the standard network, with ``keep=None``.
+      workdir: ``fit``'s workdir (resume).
+      progress: progress bars.
+
+    Returns:
+      ``{"seed", "epochs", "test_accuracy", "diverged_epoch"}``.
+    """
+    from jaxprune.train import fit, init_model
+
+    key = jax.random.fold_in(jax.random.key(int(seed)), SCRATCH_STREAM)
+    if keep is None:
+        if model is None:
+            raise ValueError("keep=None trains the standard network: pass model=")
+        variables = init_model(model, key, train.images)
+    else:
+        net = st.fresh_init(structure, keep, key=key, input_shape=train.images.shape[1:])
+        model, variables = net.model, net.variables
+    res = fit(model, variables, train, test, config.replace(seed=int(seed)), workdir=workdir,
+              progress=progress)
+    return {"seed": int(seed), "epochs": config.epochs,
+            "test_accuracy": float(res.results["test_accuracy"]),
+            "diverged_epoch": res.results["diverged_epoch"]}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -644,8 +756,9 @@ def pca_2d(*groups: np.ndarray) -> list[np.ndarray]:
 
 
 __all__ = [
-    "Found", "GateConfig", "GateResult", "Searched", "check_expansion", "clamp", "diversity",
-    "expanded_structure", "fold_gates", "gate_density", "gate_penalty", "learn_gates",
+    "Found", "GateConfig", "GatePrograms", "GateResult", "Searched", "check_expansion", "clamp",
+    "diversity", "expanded_structure", "fold_gates", "gate_density", "gate_penalty",
+    "gate_programs", "learn_gates",
     "more_diverse", "pairwise", "pca_2d", "scratch_b_epochs", "search", "search_seeds",
     "standard_macs", "train_config", "width_vectors",
 ]

@@ -279,11 +279,12 @@ def fit_mode(model: nn.Module, variables: PyTree, train: Split, test: Split,
              workdir: str | None = None, extra: Mapping[str, Any] | None = None,
              progress: bool = False) -> dict[str, Any]:
     """Train one mode's network: ``fit`` in ``<workdir>/<name>`` (resumable), summarized as
-    ``{"epochs", "test_accuracy", "history": [test accuracy per epoch]}``."""
+    ``{"epochs", "test_accuracy", "diverged_epoch", "history": [test accuracy per epoch]}``."""
     wd = None if workdir is None else str(Path(workdir) / name)
     res = fit(model, variables, train, test, config, mask=mask, workdir=wd, extra_config=extra,
               progress=progress)
     return {"epochs": config.epochs, "test_accuracy": float(res.results["test_accuracy"]),
+            "diverged_epoch": res.results["diverged_epoch"],
             "history": [float(h["test_accuracy"]) for h in res.history]}
 
 
@@ -304,8 +305,13 @@ def run(
     cap: float | None = None,
     workdir: str | None = None,
     progress: bool = False,
+    on_selected: Callable[[Selection, dict[str, Any]], None] | None = None,
 ) -> StudyResult:
     """Prune a trained network's channels and train the result in each of ``modes``.
+
+    The ``jaxprune prune --structured`` command is this function (with ``key =
+    fold_in(key(seed), 7)``, the rethinking runner's): same selection, same networks, same
+    results.
 
     Args:
       structure: the large model's groups.
@@ -317,20 +323,24 @@ def run(
       finetune_config: the fine-tuning recipe (the reference: 40 epochs at lr 1e-3).
       key: PRNG key: ``fold_in(key, 0)`` scores (``random``), ``fold_in(key, 1)`` initializes
         the scratch networks (Scratch-E and -B start from the same init).
-      modes: some of :data:`MODES`.
+      modes: some of :data:`MODES`; ``()``: select only (no training).
       batch: ``(x, y)`` for data criteria.
       input_shape: per-example input shape (default: the model's registered one).
       cap: Scratch-B's cap on the epoch factor (None: uncapped, the CIFAR code).
       workdir: if given, each mode's ``fit`` writes (and resumes) ``<workdir>/<mode>``.
       progress: progress bars.
+      on_selected: ``on_selected(selection, narrow_options)`` once the channels are chosen,
+        before any training (e.g. to claim a workdir or print the reduction).
 
     Returns:
       :class:`StudyResult`.
     """
-    modes = check_modes(modes)
+    modes = check_modes(modes) if modes else ()
     sel = select(structure, variables, criterion=criterion, policy=policy, batch=batch,
                  key=jax.random.fold_in(key, 0), input_shape=input_shape)
     options = st.narrow_options(structure, sel.keep)
+    if on_selected is not None:
+        on_selected(sel, options)
     out = {}
     for mode in modes:
         start = start_point(mode, structure, variables, sel.keep,

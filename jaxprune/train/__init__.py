@@ -9,11 +9,15 @@
 from jaxprune.train.loop import (
     FitResult,
     Split,
+    TrainPrograms,
+    diverged_epochs,
     evaluate,
     fit,
     init_model,
     run_identity,
+    stacked_groups,
     train_and_evaluate,
+    train_programs,
 )
 from jaxprune.train.optim import (
     OPTIMIZERS,
@@ -45,10 +49,11 @@ from jaxprune.train.workdir import (
 )
 
 __all__ = [
-    "OPTIMIZERS", "PRESETS", "SCHEDULES", "FitResult", "Split", "TrainConfig", "TrainState",
-    "Workdir", "apply_model", "check_or_write_config", "create_state", "cross_entropy",
+    "OPTIMIZERS", "PRESETS", "SCHEDULES", "FitResult", "Split", "TrainConfig", "TrainPrograms",
+    "TrainState", "Workdir", "apply_model", "check_or_write_config", "create_state",
+    "cross_entropy", "diverged_epochs",
     "evaluate", "fingerprint", "fit", "init_model", "make_eval_step", "make_optimizer",
     "make_schedule", "make_train_step", "preset", "restore_variables", "run_identity",
-    "save_tree", "split_variables", "train_and_evaluate", "write_json_atomic", "write_npz_atomic",
-    "write_text_atomic",
+    "save_tree", "split_variables", "stacked_groups", "train_and_evaluate", "train_programs",
+    "write_json_atomic", "write_npz_atomic", "write_text_atomic",
 ]

@@ -49,8 +49,10 @@ class Split(NamedTuple):
 
 
 class FitResult(NamedTuple):
-    """What ``fit`` returns: the final state, the per-epoch history, the summary, and the
-    variables captured at ``snapshot_steps`` (``{step: {"params": ..., **model_state}}``)."""
+    """What ``fit`` returns: the final state, the per-epoch history, the summary (``results``;
+    ``results["diverged_epoch"]`` marks networks whose loss became NaN/inf, see
+    :func:`diverged_epochs`), and the variables captured at ``snapshot_steps`` (``{step:
+    {"params": ..., **model_state}}``)."""
 
     state: TrainState
     history: list[dict[str, Any]]
@@ -85,10 +87,18 @@ def _stats(config: TrainConfig, train: Split) -> tuple | None:
     return tuple(np.asarray(mean).tolist()), tuple(np.asarray(std).tolist())
 
 
+def _setup(model: contract.Model, config: TrainConfig, train: Split, start_step: int) -> tuple:
+    """What the compiled programs of ``fit`` depend on: :func:`_programs`' arguments but
+    ``stacked``."""
+    return (model, _recipe(config), len(train.labels) // config.batch_size, len(train.labels),
+            start_step, _stats(config, train), train.images.ndim)
+
+
 @cached_factory
 def _programs(model: contract.Model, recipe: tuple, steps_per_epoch: int, n_train: int,
-              step_offset: int, stats: tuple | None, image_ndim: int, stacked: bool):
-    """The :class:`_Programs` of one training setup, built once per setup: a
+              step_offset: int, stats: tuple | None, image_ndim: int,
+              stacked: bool) -> TrainPrograms:
+    """The :class:`TrainPrograms` of one training setup, built once per setup: a
     later ``fit`` with the same model, recipe, data shapes and statistics (an IMP level, a
     sweep's next call, a per-seed loop) reuses the compiled programs."""
     config = TrainConfig(**dict(recipe))
@@ -136,12 +146,17 @@ def _programs(model: contract.Model, recipe: tuple, steps_per_epoch: int, n_trai
         eval_step = jax.vmap(eval_step, in_axes=(0, 0, None, None, None))
         epoch_plan = jax.vmap(epoch_plan, in_axes=(0, None))
         init_state = jax.vmap(init_state, in_axes=(0, 0, 0, None))
-    return _Programs(tx, jax.jit(step_on_indices, donate_argnums=(0, 1)), jax.jit(eval_step),
-                     jax.jit(epoch_plan), jax.jit(init_state))
+    return TrainPrograms(tx, jax.jit(step_on_indices, donate_argnums=(0, 1)),
+                         jax.jit(eval_step), jax.jit(epoch_plan), jax.jit(init_state))
 
 
-class _Programs(NamedTuple):
-    """The compiled pieces of one training setup (see :func:`_programs`)."""
+class TrainPrograms(NamedTuple):
+    """The compiled pieces of one training setup, what ``fit`` runs (:func:`train_programs`).
+
+    Stacked programs (``fit(..., seeds=...)``) take and return one row per network in every
+    argument but the shared ``images`` and ``labels``. ``sums`` are the epoch's running metric
+    sums, ``{"loss", "correct", "count"}`` (float32; start from zeros).
+    """
 
     tx: Any
     step: Callable[..., Any]  # (state, sums, images, labels, idx, key_data) -> (state, sums)
@@ -281,8 +296,7 @@ def fit(
     if strategy not in ("auto", "vmap", "chunked", "loop"):
         raise ValueError(f"unknown strategy {strategy!r}; valid: ['auto', 'vmap', 'chunked', "
                          "'loop']")
-    setup = (model, _recipe(config), steps_per_epoch, n_train, start_step,
-             _stats(config, train), train.images.ndim)
+    setup = _setup(model, config, train, start_step)
     progs = _programs(*setup, stacked)
     lr_at = make_schedule(config, steps_per_epoch)
     params, model_state = split_variables(variables)
@@ -489,9 +503,11 @@ def fit(
     throughputs = [r["images_per_second"] for r in history[1:]] or [
         r["images_per_second"] for r in history
     ]
+    diverged = diverged_epochs(history, num_seeds if stacked else None)
     results = {
         "epochs": config.epochs,
         "seeds": seeds,
+        "diverged_epoch": diverged,
         "steps": int(np.max(state.step)),
         "test_loss": _py(final["loss"]),
         "test_accuracy": _py(final["accuracy"]),
@@ -504,7 +520,28 @@ def fit(
     }
     if wd is not None:
         wd.write_results(results)
+    n_div = sum(e is not None for e in (diverged if stacked else [diverged]))
+    if n_div and progress:
+        tqdm.write(f"{n_div} of {num_seeds if stacked else 1} networks diverged (training loss "
+                   "became NaN or infinite)")
     return FitResult(state, history, results, snapshots)
+
+
+def diverged_epochs(history: Sequence[Mapping[str, Any]], num_networks: int | None = None
+                    ) -> int | None | list[int | None]:
+    """The first epoch (1-based) whose mean training loss is NaN or infinite, per network, or
+    ``None`` for a network that never diverged; from ``fit``'s history (``num_networks`` for
+    stacked runs, whose rows hold one loss per network). ``fit`` records it as
+    ``results["diverged_epoch"]``: a diverged network's test accuracy is a number, but not a
+    trained network's."""
+    n = 1 if num_networks is None else num_networks
+    first: list[int | None] = [None] * n
+    for row in history:
+        losses = np.reshape(np.asarray(row["train_loss"], np.float64), (-1,))
+        for i in range(n):
+            if first[i] is None and not np.isfinite(losses[i]):
+                first[i] = int(row["epoch"])
+    return first[0] if num_networks is None else first
 
 
 def run_identity(
@@ -556,6 +593,35 @@ def _groups(strategy: str, setup: tuple, state: TrainState, x: jax.Array, y: jax
     if size >= n:
         return None
     return [(lo, min(lo + size, n)) for lo in range(0, n, size)]
+
+
+def train_programs(model: Any, config: TrainConfig, train: Split, *, stacked: bool = False,
+                   start_step: int = 0) -> TrainPrograms:
+    """The compiled programs ``fit(model, variables, train, test, config, start_step=...)``
+    trains with (``stacked=True``: those of ``fit(..., seeds=...)``, one network per row).
+
+    Cached per setup (model, the recipe fields of ``config``, the split's size, image rank and
+    channel statistics): a ``fit`` with the same setup reuses them, and vice versa. For running
+    or timing ``fit``'s step outside it (``python -m benchmarks.probes train-groups``).
+    """
+    model = contract.as_model(model)
+    return _programs(*_setup(model, config, train, start_step), stacked)
+
+
+def stacked_groups(model: Any, config: TrainConfig, train: Split, state: TrainState,
+                   strategy: str = "auto", *, start_step: int = 0
+                   ) -> list[tuple[int, int]] | None:
+    """How ``fit(model, ..., train, test, config, seeds=..., strategy=strategy)`` trains the
+    stacked networks of ``state`` (a stacked :class:`TrainState`, e.g. ``fit(...).state``):
+    ``None`` for one vmapped program, else the ``(start, stop)`` rows of each group, trained one
+    group after another (``fit``'s ``strategy``; :data:`GROUP_SIZE`).
+    """
+    if strategy not in ("auto", "vmap", "chunked", "loop"):
+        raise ValueError(f"unknown strategy {strategy!r}; valid: ['auto', 'vmap', 'chunked', "
+                         "'loop']")
+    model = contract.as_model(model)
+    return _groups(strategy, _setup(model, config, train, start_step), state,
+                   jnp.asarray(train.images), jnp.asarray(train.labels), config.batch_size)
 
 
 def _split_groups(state: TrainState, groups: list[tuple[int, int]], single: bool) -> list:
