@@ -185,6 +185,13 @@ def test_bad_input(lottery_run, tmp_path):
     assert main(["autos", "train", "--from", str(lottery_run), "--out", str(out),
                  "--widths", "8,8", "--epochs", "1", "--batch-size", "64", "--no-progress"]) == 0
     assert (out / "scorer.json").is_file()
+    # the library calls the command makes: the same scorer (its held-out figures)
+    ds2 = autos.dataset_from_lottery([lottery_run])
+    train_rows, held_rows = autos.split(ds2, "run")
+    lib, _ = autos.train_scorer(ds2, train_rows, held_rows, widths=(8, 8), epochs=1,
+                                batch_size=64, progress=False)
+    assert json.loads((out / "scorer.json").read_text())["heldout_mse"] == \
+        lib.info["heldout_mse"]
     assert main(["autos", "train", "--from", str(lottery_run), "--out", str(out),
                  "--widths", "8,8", "--epochs", "2", "--batch-size", "64", "--no-progress"]) == 2
     assert main(["autos", "train", "--from", str(tmp_path), "--out", str(tmp_path / "x")]) == 2

@@ -67,6 +67,13 @@ def test_train_writes_a_workdir(tmp_path, capsys):
     assert [r["epoch"] for r in rows] == [1, 2]
     results = json.loads((wd / "results.json").read_text())
     assert results["test_accuracy"] > 0.8  # 2 epochs of an MLP on 8x8 digits
+    from jaxprune.train import TrainConfig, train_and_evaluate
+
+    lib = train_and_evaluate(TrainConfig(model="lenet_300_100", dataset="digits", epochs=2,
+                                         batch_size=64, optimizer="adam", learning_rate=0.003),
+                             progress=False).results  # the library call the command makes
+    assert (lib["test_accuracy"], lib["test_loss"]) == (results["test_accuracy"],
+                                                        results["test_loss"])
 
 
 def _train_cmd(workdir: Path) -> list[str]:
@@ -127,6 +134,13 @@ def jax_leaves(tree):
 def test_flops_listing_and_masks(tmp_path, capsys):
     assert main(["flops", "--model", "resnet56"]) == 0
     assert "125,485,696 MACs" in capsys.readouterr().out  # Li et al.: 1.25e8
+    import jax
+
+    from jaxprune import flops, models
+
+    m = models.get("resnet56")
+    v = jax.eval_shape(m.init, jax.random.key(0), jax.ShapeDtypeStruct((1, 32, 32, 3), float))
+    assert flops.count_macs(m, v, (32, 32, 3)) == 125_485_696  # the library's own count
     wd = tmp_path / "p"
     assert main(["prune", "--model", "lenet_300_100", "--dataset", "digits", "--criterion",
                  "magnitude", "--sparsity", "0.9", "--workdir", str(wd), "--no-progress"]) == 0
@@ -531,11 +545,26 @@ def test_scratch_search_train_diversity_and_refusals(tmp_path, capsys):
                  "--no-progress"]) == 0
     res = json.loads((tmp_path / "tr" / "results.json").read_text())
     assert [(r["network"], r["epochs"]) for r in res["runs"]] == [("pruned", 2), ("standard", 1)]
+    from jaxprune.studies import scratch
+    from jaxprune.train import Split
+
+    structure, _ = scratch.expanded_structure("lenet_300_100", {"num_classes": 10}, 1.5)
+    train, test = (Split(*data.load("digits", s)) for s in ("train", "test"))
+    first = search["found"][0]
+    lib = scratch.train_from_scratch(
+        structure, {g: np.asarray(k) for g, k in first["keep"].items()}, first["seed"], train,
+        test, scratch.train_config(1, 0.5, model="lenet_300_100", dataset="digits",
+                                   augment=True, learning_rate=0.1))
+    assert lib["test_accuracy"] == res["runs"][0]["test_accuracy"]
     out = tmp_path / "div"
     assert main(["scratch", "diversity", "--from", str(tmp_path / "r"), str(tmp_path / "t"),
                  "--labels", "random", "trained", "--permutations", "50",
                  "--out", str(out)]) == 0
     assert "random more diverse than trained?" in capsys.readouterr().out
+    widths = np.array([r["widths"] for r in search["found"]], np.float64)
+    lib_div = scratch.diversity(widths, search["full_widths"])
+    saved = json.loads((out / "diversity.json").read_text())
+    assert saved["groups"][0]["L1 mean"] == lib_div["l1_mean"]
     assert {"diversity.csv", "widths.csv", "diversity.png", "diversity.json"} <= {
         p.name for p in out.iterdir()}
     before = (out / "diversity.json").read_bytes()

@@ -194,6 +194,16 @@ def test_cli_lottery_table_files_and_bad_input(tmp_path, capsys):
     assert "mean +/- std over 2 seeds" in out and "reinit" in out and "50.00" in out
     assert {p.name for p in wd.iterdir()} >= {"config.json", "level_00", "level_01",
                                                "survival.npz", "results.json", "summary.csv"}
+    # the library call the command makes, on its own (no workdir): the same levels
+    train = Split(*data.load("digits", "train"))
+    train, val = lottery.holdout(train, 200)
+    lib = lottery.run(models.get("lenet_300_100"), train, Split(*data.load("digits", "test")),
+                      TrainConfig(dataset="digits", epochs=1, batch_size=64, optimizer="adam",
+                                  learning_rate=3e-3), lottery.LotteryConfig(levels=1, rate=0.5),
+                      seeds=[0, 1], validation=val, progress=False)
+    saved = json.loads((wd / "results.json").read_text())["levels"]
+    assert [{a: m["test_accuracy"] for a, m in lvl["arms"].items()} for lvl in saved] == [
+        {a: m["test_accuracy"] for a, m in lvl["arms"].items()} for lvl in lib.levels]
     for extra, message in [
         (["--levels", "0"], "levels must be an integer >= 1"),
         (["--levels", "2", "--rate", "1.5"], "rate is the fraction"),

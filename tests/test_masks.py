@@ -163,8 +163,14 @@ def test_misuse_raises():
         masks.mask_by_topk({"w": {"kernel": jnp.array([[1.0, jnp.inf]])}}, 0.5)
     with pytest.raises(ValueError, match="keep_dense names paths not in the tree"):
         masks.mask_by_topk(scores, 0.5, keep_dense=[("nope", "kernel")])
-    with pytest.raises(TypeError, match="tuples of keys"):
-        masks.mask_by_topk(scores, 0.5, keep_dense=["only/kernel"])
+    with pytest.raises(TypeError, match="not the string"):
+        masks.mask_by_topk(scores, 0.5, keep_dense="only/kernel")
+    # a path as a key tuple or as "a/b" is the same path
+    for a, b in zip(jax.tree.leaves(masks.mask_by_topk(scores, 0.5, keep_dense=["only/kernel"])),
+                    jax.tree.leaves(masks.mask_by_topk(scores, 0.5,
+                                                       keep_dense=[("only", "kernel")])),
+                    strict=True):
+        np.testing.assert_array_equal(a, b)
     with pytest.raises(ValueError, match="one entry per prunable path"):
         masks.mask_by_layer_topk(scores, {})
     with pytest.raises(ValueError, match="mask tree does not match"):

@@ -130,6 +130,18 @@ def test_cli_prune_writes_masks_and_summary(tmp_path, capsys):
     assert summary["sparsity"] == pytest.approx(0.9)
     assert fc2_pruned == round(0.9 * 300 * 100)  # fc2 is the only prunable layer left
     assert len(summary["per_seed"]) == 2 and "test_accuracy" in summary["per_seed"][0]
+    # the library call the command makes, on its own: the same masks and accuracies
+    from jaxprune.train import Split, TrainConfig
+
+    train, test = (Split(*data.load("digits", s)) for s in ("train", "test"))
+    lib = pai.prune_and_train(models.get("lenet_300_100"), train, test,
+                              TrainConfig(dataset="digits", epochs=1, batch_size=64),
+                              criterion="snip", sparsity=0.9, seeds=[0, 1],
+                              keep_first_last=True, progress=False)
+    for kp, leaf in jax.tree_util.tree_leaves_with_path(lib.masks):
+        np.testing.assert_array_equal(saved[masks.path_str(kp)], np.asarray(leaf))
+    assert [r["test_accuracy"] for r in summary["per_seed"]] == lib.fit["test_accuracy"]
+    assert [r["test_accuracy"] for r in lib.rows()] == lib.fit["test_accuracy"]
     assert main(["prune", "--model", "lenet_300_100", "--dataset", "digits", "--criterion",
                  "snip", "--sparsity", "0.5", "--compression", "2", "--workdir", str(wd)]) == 2
     assert "exactly one of --sparsity" in capsys.readouterr().err
@@ -143,6 +155,18 @@ def test_cli_demo_small(tmp_path):
         rows = list(csv.DictReader(f))
     assert [r["method"] for r in rows] == ["random", "magnitude", "dense"]
     assert (out / "accuracy_vs_compression.png").stat().st_size > 1000
+    from jaxprune.train import Split, TrainConfig
+
+    with open(out / "networks.csv") as f:
+        networks = list(csv.DictReader(f))
+    train, test = (Split(*data.load("mnist1d", s)) for s in ("train", "test"))
+    config = TrainConfig(model="mlp_6x100", dataset="mnist1d", epochs=1, batch_size=100,
+                         optimizer="adam", learning_rate=2e-3, schedule="cosine",
+                         weight_decay=0.0)  # the demo's recipe
+    lib = pai.sweep(models.get("mlp_6x100"), train, test, config,
+                    methods=["random", "magnitude"], sparsities=[pai.compression_to_sparsity(10)],
+                    seeds=[0, 1], progress=False)
+    assert [float(r["test_accuracy"]) for r in networks] == [r["test_accuracy"] for r in lib]
 
 
 def test_synflow_float64_through_max_pooling():

@@ -178,8 +178,8 @@ def test_unreachable_targets_and_bad_settings_raise():
             scratch.GateConfig(target=r).validate()
     with pytest.raises(ValueError, match="expansion must be >= 1"):
         scratch.check_expansion(0.5)
-    assert scratch.scratch_b_epochs(160, 0.5) == 320
-    assert scratch.scratch_b_epochs(160, 0.7) == int(1 / 0.3 * 160) == 533
+    assert scratch.budget_epochs(160, 0.5) == 320
+    assert scratch.budget_epochs(160, 0.7) == int(1 / 0.3 * 160) == 533
 
 
 def test_narrow_network_from_gates_computes_the_gated_wide_one():

@@ -104,7 +104,7 @@ def run_seed(args, seed, train, test, rows):
     init = init_model(model, jax.random.key(seed), train.images, model_name="wrn")
     res = fit(model, init, train, test, large_cfg, workdir=str(wd / "large"),
               progress=not args.no_progress)
-    trained = {"params": res.state.params, **res.state.model_state}
+    trained = res.variables
     dense = st.count_pruned(structure, input_shape=input_shape)
     base = {"seed": seed}
     rows.append({**base, "arm": "large", "removed": 0, "params": dense.params,

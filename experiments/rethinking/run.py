@@ -105,7 +105,7 @@ def run_seed(args, seed, train, test, rows):
     t0 = time.time()
     res = fit(model, init, train, test, large_cfg, workdir=str(wd / "large"),
               progress=not args.no_progress)
-    trained = {"params": res.state.params, **res.state.model_state}
+    trained = res.variables
     input_shape = tuple(train.images.shape[1:])
     structure = st.channel_groups(model_name, **model_options(args))
     dense = st.count_pruned(structure, input_shape=input_shape)

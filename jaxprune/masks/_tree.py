@@ -123,21 +123,18 @@ def is_kernel(path: Path, leaf: Any) -> bool:
     return bool(path) and path[-1] == "kernel" and jnp.ndim(leaf) >= 2
 
 
-def normalize_keep_dense(keep_dense: Iterable[Sequence[str | int]]) -> frozenset[Path]:
+def normalize_keep_dense(keep_dense: Iterable[Sequence[str | int] | str]) -> frozenset[Path]:
+    """``keep_dense`` as a set of key tuples. Every function that takes ``keep_dense`` takes
+    either form of a path: a tuple of keys, ``("fc1", "kernel")``, or the same joined with
+    ``/``, ``"fc1/kernel"`` (as :func:`path_str` writes it, and the CLI and JSON configs hold
+    it). A bare string (not a collection of paths) is refused."""
     if isinstance(keep_dense, (str, bytes)):
         raise TypeError(
-            "keep_dense takes a collection of param paths (tuples of keys), e.g. "
-            f"[('fc1', 'kernel')], not the string {keep_dense!r}"
+            "keep_dense takes a collection of param paths, e.g. [('fc1', 'kernel')] or "
+            f"['fc1/kernel'], not the string {keep_dense!r}"
         )
-    out = set()
-    for p in keep_dense:
-        if isinstance(p, str):
-            raise TypeError(
-                "keep_dense entries are tuples of keys such as ('fc1', 'kernel'), "
-                f"got the string {p!r}"
-            )
-        out.add(tuple(p))
-    return frozenset(out)
+    return frozenset(tuple(p.split("/")) if isinstance(p, str) else tuple(p)
+                     for p in keep_dense)
 
 
 class PrunableLeaves(NamedTuple):

@@ -396,7 +396,7 @@ def run(
             cb(level, summary)
         if level == lottery.levels:
             break
-        trained = _take({"params": res.state.params, **res.state.model_state}, slice(0, n))
+        trained = _take(res.variables, slice(0, n))
         keep = jnp.asarray(counts[level + 1], jnp.int32)
         new, nonfinite = _seeds.map_stacked(
             level_fn, trained, mask, batches, _keys(seeds, 3, level), keep,

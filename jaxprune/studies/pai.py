@@ -170,7 +170,8 @@ def prune(
       batch: ``(x, y)`` scoring batch (SNIP, GraSP, iterative SNIP), already normalized.
       key: PRNG key (``random``).
       allocation: ``"global"`` top-k, ``"uniform"``, ``"erk"``, or a ``{path: sparsity}`` map.
-      keep_dense: param paths never pruned (e.g. the first and last layer).
+      keep_dense: param paths never pruned (e.g. the first and last layer), as key tuples
+        (``("fc1", "kernel")``) or strings (``"fc1/kernel"``).
       rounds: pruning rounds (default :func:`jaxprune.criteria.default_rounds`: 100 for SynFlow
         and iterative SNIP, else 1). With more than one round the schedule is exponential and
         the allocation must be global.
@@ -189,7 +190,7 @@ def prune(
     rounds = _rounds(method, rounds)
     counts = budget(variables["params"], sparsity, allocation, keep_dense=keep_dense,
                     rounds=rounds)
-    dense = tuple(tuple(p) for p in keep_dense)
+    dense = tuple(sorted(masks.normalize_keep_dense(keep_dense), key=repr))
     config = (model, method, shape, _kind(rounds, allocation), dense,
               criterion_options_key(grasp_temperature, criterion_options))
     # Concrete inputs: one compiled program. Under a caller's trace: inlined, so the caller's
@@ -403,7 +404,7 @@ def prune_seeds(
     one_params = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape[1:], a.dtype),
                               variables["params"])
     counts = budget(one_params, sparsity, allocation, keep_dense=keep_dense, rounds=rounds)
-    dense = tuple(tuple(p) for p in keep_dense)
+    dense = tuple(sorted(masks.normalize_keep_dense(keep_dense), key=repr))
     fn = _prune_by_seed(model, method, shape, _kind(rounds, allocation), dense,
                         criterion_options_key(grasp_temperature, criterion_options))
     # Seeds, not keys: each program derives its seed's key, so the first call compiles one

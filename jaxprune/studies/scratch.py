@@ -17,7 +17,7 @@ The procedure, as the official code (``frankwang345/pruning-from-scratch``) runs
    :func:`search` (:func:`~jaxprune.structured.prune_to_reduction`). The narrow network keeps
    the expanded widths of what was not gated (the ResNets' residual stream).
 5. **Train** it from a new random init with Scratch-B's budget, ``int(epochs / (1 - p))``
-   epochs (:func:`scratch_b_epochs`), SGD 0.1, momentum 0.9, weight decay 1e-4, steps at 50% and
+   epochs (:func:`budget_epochs`), SGD 0.1, momentum 0.9, weight decay 1e-4, steps at 50% and
    75% of training.
 
 The study the paper makes of it: structures found from *different random inits* are more
@@ -487,8 +487,12 @@ def search(
                     st.narrow_options(structure, found.keep))
 
 
-def scratch_b_epochs(epochs: int, reduction: float) -> int:
-    """Scratch-B's epochs in ``train_pruned.py --budget_train``: ``int(epochs / (1 - p))``."""
+def budget_epochs(epochs: int, reduction: float) -> int:
+    """PfS's training budget for an architecture with ``reduction`` fewer MACs than the standard
+    model (``train_pruned.py --budget_train``): ``int(epochs / (1 - p))``. The same rule as
+    Rethinking's Scratch-B (:func:`jaxprune.studies.structured.scratch_b_epochs`, whose FLOPs
+    ratio is dense / pruned), stated on the reduction against the *standard* (not the
+    expanded) network."""
     if not 0.0 <= reduction < 1.0:
         raise ValueError(f"reduction must lie in [0, 1), got {reduction}")
     return int(1 / (1 - reduction) * epochs)
@@ -603,7 +607,7 @@ def find_architectures(
     if pretrain is not None and pretrain.epochs > 0:
         res = fit(structure.model, variables, train, val, pretrain, seeds=seeds,
                   workdir=None if workdir is None else f"{workdir}/pretrain", progress=progress)
-        variables = {"params": res.state.params, **res.state.model_state}
+        variables = res.variables
         how = f"trained {pretrain.epochs} epochs"
     result, found = search_seeds(structure, variables, seeds, train, val, config, reduction,
                                  reference_macs=reference_macs, tolerance=tolerance,
@@ -617,7 +621,7 @@ def train_config(epochs: int, reduction: float, **overrides: Any):
     ``int(epochs / (1 - p))`` epochs."""
     from jaxprune.train import TrainConfig
 
-    base = {"epochs": scratch_b_epochs(epochs, reduction), "batch_size": 128,
+    base = {"epochs": budget_epochs(epochs, reduction), "batch_size": 128,
             "optimizer": "sgd", "learning_rate": 0.1, "momentum": 0.9, "weight_decay": 1e-4,
             "schedule": "step", "milestones": (0.5, 0.75), "lr_decay": 0.1, "augment": True}
     return TrainConfig(**{**base, **overrides})
@@ -756,9 +760,9 @@ def pca_2d(*groups: np.ndarray) -> list[np.ndarray]:
 
 
 __all__ = [
-    "Found", "GateConfig", "GatePrograms", "GateResult", "Searched", "check_expansion", "clamp",
-    "diversity", "expanded_structure", "fold_gates", "gate_density", "gate_penalty",
-    "gate_programs", "learn_gates",
-    "more_diverse", "pairwise", "pca_2d", "scratch_b_epochs", "search", "search_seeds",
-    "standard_macs", "train_config", "width_vectors",
+    "SCRATCH_STREAM", "Found", "GateConfig", "GatePrograms", "GateResult", "Searched",
+    "budget_epochs", "check_expansion", "clamp", "diversity", "expanded_structure",
+    "find_architectures", "fold_gates", "gate_density", "gate_penalty", "gate_programs",
+    "learn_gates", "more_diverse", "pairwise", "pca_2d", "search", "search_seeds",
+    "standard_macs", "train_config", "train_from_scratch", "width_vectors",
 ]

@@ -59,6 +59,12 @@ class FitResult(NamedTuple):
     results: dict[str, Any]
     snapshots: dict[int, PyTree] = {}
 
+    @property
+    def variables(self) -> PyTree:
+        """The trained variables, ``{"params": ..., **model_state}`` (stacked for stacked
+        runs): what ``model.apply`` and the next study take."""
+        return {"params": self.state.params, **self.state.model_state}
+
 
 def _check_split(name: str, split: Split) -> None:
     images, labels = split
