@@ -38,6 +38,7 @@ import abc
 import dataclasses
 import importlib
 import inspect
+import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -114,7 +115,9 @@ class LinenModel(Model):
         return type(self.module).__name__
 
     def describe(self) -> str:
-        return repr(self.module)  # as workdirs recorded the module before the contract
+        # as workdirs recorded the module before the contract, less any memory address (a
+        # function-valued field's repr holds one: it would differ in every process)
+        return re.sub(r" at 0x[0-9a-fA-F]+", "", repr(self.module))
 
     def _kwargs(self, train: bool) -> dict[str, bool]:
         return {k: (train if takes_train else not train) for k, takes_train in self.mode_args}
@@ -202,6 +205,7 @@ class NNXModel(Model):
     layout: tuple
     factory: Callable[[_nnx.Rngs], _nnx.Module] | None
     module_name: str = "NNX module"
+    signature: tuple | None = None  # (collection/path, shape, dtype) of every variable
 
     def __eq__(self, other: object) -> bool:
         return (isinstance(other, NNXModel) and self.factory is other.factory
@@ -216,7 +220,10 @@ class NNXModel(Model):
         return self.module_name
 
     def describe(self) -> str:
-        return f"{self.module_name} (NNX) {self.graph_eval!r}"
+        # the graph's repr holds memory addresses: describe by the class and the variables
+        shapes = self.signature or ()
+        return f"{self.module_name} (NNX) " + "; ".join(
+            f"{'/'.join(map(str, path))}: {dtype}{list(shape)}" for path, shape, dtype in shapes)
 
     def _collections(self) -> dict[str, tuple]:
         return dict(self.layout)
@@ -304,7 +311,21 @@ def nnx(module_or_factory: _nnx.Module | Callable[[_nnx.Rngs], _nnx.Module]) -> 
         raise TypeError(f"nnx() takes an nnx.Module or a factory(rngs) -> nnx.Module, got "
                         f"{type(module_or_factory).__name__}")
     train, evaluation = _graphs(abstract)
-    return NNXModel(train, evaluation, _layout(abstract), factory, name)
+    layout = _layout(abstract)
+    probe = NNXModel(train, evaluation, layout, factory, name)
+    shapes = probe.variables(abstract)
+    signature = tuple(((col, *path), tuple(leaf.shape), str(leaf.dtype))
+                      for col in sorted(shapes)
+                      for path, leaf in _flat_items(shapes[col]))
+    return NNXModel(train, evaluation, layout, factory, name, signature)
+
+
+def _flat_items(tree: Mapping[str, Any], prefix: tuple = ()) -> list[tuple[tuple, Any]]:
+    out = []
+    for k in sorted(tree):
+        v = tree[k]
+        out += _flat_items(v, (*prefix, k)) if isinstance(v, Mapping) else [((*prefix, k), v)]
+    return out
 
 
 def variables_of(module: _nnx.Module) -> dict[str, PyTree]:

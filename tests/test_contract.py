@@ -20,8 +20,8 @@ from jaxprune.studies import lottery, pai
 from jaxprune.train import Split, TrainConfig, fit
 
 SHAPE = (8, 8, 1)
-CFG = TrainConfig(epochs=2, batch_size=64, optimizer="adam", learning_rate=1e-2,
-                  schedule="constant")
+CFG = TrainConfig(dataset="digits", epochs=2, batch_size=64, optimizer="adam",
+                  learning_rate=1e-2, schedule="constant")
 
 MODELS = {
     "nnx_conv_bn": lambda: contract.nnx(bm.NNXConvBN),
@@ -85,6 +85,11 @@ def test_nnx_variables_modes_and_seeds():
                                   built.layers[0].kernel[...])
     with pytest.raises(ValueError, match="factory"):
         contract.as_model(built).init(jax.random.key(0), x)
+    # what workdirs record: the same in every process (no memory addresses), Linen and NNX
+    assert "0x" not in model.describe() and "params/conv1/kernel: float32[3, 3, 1, 4]" in \
+        model.describe()
+    linen = contract.as_model(nn.Dense(3, kernel_init=lambda k, s, d: jnp.zeros(s, d)))
+    assert "0x" not in linen.describe() and linen.describe().startswith("Dense(")
 
 
 def test_linen_dropout_follows_its_deterministic_flag_and_the_key():
@@ -168,12 +173,17 @@ def test_masked_fit_of_a_users_model_keeps_zeros_and_resumes_bitwise(digits, tmp
     _leaves_equal(full.state, resumed.state)
 
 
-def test_two_lottery_levels_on_an_nnx_model_count_survivals(digits):
+def test_lottery_levels_then_autos_on_an_nnx_model(digits, tmp_path):
+    """Two IMP levels with survival counts, then AutoS end to end on the same NNX network:
+    features from the lottery workdir, a scorer, and the criterion pruning a fresh init."""
+    from jaxprune.studies import autos
+
     train, test = digits
     train, val = lottery.holdout(train, 100)
     model = contract.nnx(bm.NNXMLP)
     lc = lottery.LotteryConfig(levels=2, rate=0.5, controls=())
-    res = lottery.run(model, train, test, CFG, lc, seeds=[0, 1], validation=val, progress=False)
+    res = lottery.run(model, train, test, CFG, lc, seeds=[0, 1], validation=val, progress=False,
+                      workdir=str(tmp_path / "imp"))
     assert set(res.survival) == {"layers/0/kernel", "layers/1/kernel", "layers/2/kernel"}
     surv = res.survival["layers/0/kernel"]
     want = sum(np.asarray(res.masks[level]["layers"]["0"]["kernel"], np.uint8)
@@ -182,18 +192,17 @@ def test_two_lottery_levels_on_an_nnx_model_count_survivals(digits):
     assert surv.shape == (2, 64, 16) and set(np.unique(surv)) == {0, 1, 2}
     assert res.levels[2]["arms"]["ticket"]["test_accuracy"][0] > 0.2
 
-
-def test_autos_criterion_prunes_an_nnx_model(digits):
-    from jaxprune.criteria import learned
-
-    train, _ = digits
-    net = learned.ScorerNet((4, 4))
-    scorer = learned.Scorer(net.init(jax.random.key(0), jnp.zeros((2, 2))), (4, 4), "none",
-                            np.zeros(2, np.float32), np.ones(2, np.float32), {})
-    model = contract.nnx(bm.NNXConvBN)
-    v = model.init(jax.random.key(0), None)
+    ds = autos.dataset_from_lottery([tmp_path / "imp"], model=model)
+    assert len(ds.labels) == 2 * (64 * 16 + 16 * 12 + 12 * 10)  # every prunable weight, 2 seeds
+    scorer, _ = autos.train_scorer(ds, *autos.split(ds, "run"), widths=(4,), epochs=1,
+                                   batch_size=256, progress=False)
+    autos.save_scorer(scorer, tmp_path / "scorer", [])
+    with pytest.raises(ValueError, match="another model"):
+        autos.dataset_from_lottery([tmp_path / "imp"], model=contract.nnx(bm.NNXConvBN))
+    v = model.init(jax.random.key(7), None)
     batch = (jnp.asarray(train.images[:40]), jnp.asarray(train.labels[:40]))
-    mask = pai.prune(model, v, "autos", 0.5, batch=batch, criterion_options={"scorer": scorer})
+    mask = pai.prune(model, v, "autos", 0.5, batch=batch,
+                     criterion_options={"scorer": str(tmp_path / "scorer")})
     total = masks.num_prunable(v["params"])
     kept = sum(int(np.sum(m)) for m in jax.tree.leaves(masks.restrict_to_prunable(mask)))
     assert kept == total - round(0.5 * total)

@@ -39,7 +39,7 @@ import optax
 import orbax.checkpoint as ocp
 from tqdm.auto import tqdm
 
-from jaxprune import masks, models
+from jaxprune import contract, masks, models
 from jaxprune.criteria import learned as _autos
 from jaxprune.studies import lottery, pai
 from jaxprune.train import Split, save_tree, write_json_atomic, write_text_atomic
@@ -68,6 +68,7 @@ def dataset_from_lottery(
     data_dir: str | None = None,
     standardize: str = "none",
     per_class: int = 10,
+    model: Any = None,
 ) -> Dataset:
     """Features and survival labels of every seed of every lottery workdir, pooled.
 
@@ -77,6 +78,10 @@ def dataset_from_lottery(
       data_dir: where the workdirs' dataset lives (for ``g_0``'s scoring batches).
       standardize: ``"none"`` or ``"layer"`` (:func:`jaxprune.criteria.learned.weight_features`).
       per_class: scoring examples per class for ``g_0``.
+      model: the network the workdirs pruned (any model under :mod:`jaxprune.contract`); by
+        default rebuilt from each workdir's ``config.json`` (a zoo name or ``pkg.module:attr``).
+        A model passed to ``lottery.run`` as an object must be passed here too; it is checked
+        against the description the workdir recorded.
 
     Raises:
       FileNotFoundError: a workdir without survival counts (no finished level) or init.
@@ -97,7 +102,14 @@ def dataset_from_lottery(
         survival, levels = lottery.read_survival(wd)
         seeds = cfg["seeds"]
         info = data.info(cfg["dataset"])
-        model = models.get(cfg["model"], num_classes=info.num_classes, **cfg["model_options"])
+        if model is None:
+            net = models.get(cfg["model"], num_classes=info.num_classes, **cfg["model_options"])
+        else:
+            net = contract.as_model(model)
+            if cfg.get("model_repr") not in (None, net.describe()):
+                raise ValueError(f"{wd} was written for another model than {net.name} (its "
+                                 "config.json records another model_repr); pass the model it "
+                                 "pruned")
         init_dir = (wd / "init").absolute()
         if not init_dir.is_dir():
             raise FileNotFoundError(f"{wd} holds no init/ (the seeds' initial variables)")
@@ -110,7 +122,7 @@ def dataset_from_lottery(
             variables = jax.tree.map(lambda a, i=i: jnp.asarray(a[i]), init)
             params, state = variables["params"], {k: v for k, v in variables.items()
                                                   if k != "params"}
-            fns = pai.model_fns(model, state, info.input_shape)
+            fns = pai.model_fns(net, state, info.input_shape)
             grads = _autos.initial_gradient(fns.loss_fn, params, (batches[0][i], batches[1][i]))
             f = np.asarray(_autos.weight_features(params, grads, standardize=standardize,
                                                   keep_dense=keep_dense))
