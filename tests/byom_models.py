@@ -82,3 +82,36 @@ def linen_builder(num_classes: int = 10) -> LinenDropout:
 
 
 not_a_model = 3
+
+
+class LinenWideMLP(nn.Module):
+    """A Linen MLP whose hidden widths are a field: channel pruning can rebuild it narrower."""
+
+    num_classes: int = 10
+    widths: tuple[int, ...] = (32, 16)
+
+    @nn.compact
+    def __call__(self, x, train: bool = False):
+        x = x.reshape((x.shape[0], -1))
+        for i, w in enumerate(self.widths):
+            x = nn.relu(nn.Dense(w, name=f"hidden{i}")(x))
+        return nn.Dense(self.num_classes, name="head")(x)
+
+
+def wide_mlp_structure(widths: tuple[int, ...] = (32, 16)):
+    """The channel groups of :class:`LinenWideMLP`, declared by hand as a user would."""
+    from jaxprune import structured as st
+
+    groups = []
+    names = [f"hidden{i}" for i in range(len(widths))] + ["head"]
+    for i, w in enumerate(widths):
+        layer, consumer = names[i], names[i + 1]
+        groups.append(st.ChannelGroup(
+            name=layer, width=w,
+            slots=(st.Slot("params", (layer, "kernel"), -1, "out", w),
+                   st.Slot("params", (layer, "bias"), 0, "out", w),
+                   st.Slot("params", (consumer, "kernel"), -2, "in", w)),
+            sites=(st.Site((layer,), w),),
+            targets=(st.WidthTarget("widths", i, w),)))
+    return st.Structure("byom_models:LinenWideMLP", {"num_classes": 10, "widths": tuple(widths)},
+                        tuple(groups), False)

@@ -208,6 +208,51 @@ def test_lottery_levels_then_autos_on_an_nnx_model(digits, tmp_path):
     assert kept == total - round(0.5 * total)
 
 
+def test_channel_pruning_of_a_users_linen_model_with_declared_groups(digits):
+    """A user's Linen MLP (widths as a field) with its channel groups declared by hand: scores,
+    a policy, surgery (the narrow network computes the masked wide one), MAC counts, the
+    Rethinking pipeline (fine-tune and Scratch-E), Fisher scores and PfS gates all run on it as
+    on the zoo."""
+    from jaxprune import structured as st
+    from jaxprune.studies import structured as study
+    from jaxprune.train import init_model
+
+    train, test = digits
+    s = bm.wide_mlp_structure()
+    assert isinstance(s.model, bm.LinenWideMLP)
+    v = init_model(s.model, jax.random.key(0), train.images)
+    one_epoch = CFG.replace(epochs=1)
+    trained = fit(s.model, v, train, test, one_epoch, progress=False).variables
+    keep = st.prune_by_ratio(s, st.criteria.get("l1", structure=s)(trained), 0.5)
+    narrow = st.prune_channels(s, trained, keep, input_shape=SHAPE)
+    assert narrow.variables["params"]["hidden0"]["kernel"].shape == (64, 16)
+    assert narrow.variables["params"]["head"]["kernel"].shape == (8, 10)
+    x = jnp.asarray(train.images[:8])
+    np.testing.assert_allclose(narrow.model.apply(narrow.variables, x),
+                               s.model.apply(st.mask_channels(s, trained, keep), x),
+                               rtol=1e-5, atol=1e-5)
+    assert st.count_pruned(s, keep, input_shape=SHAPE).macs == 64 * 16 + 16 * 8 + 8 * 10
+    res = study.run(s, trained, train, test, criterion="l1",
+                    policy=study.get_policy("ratio", s, ratio=0.5), config=one_epoch,
+                    finetune_config=one_epoch, key=jax.random.key(1),
+                    modes=("finetune", "scratch-e"), input_shape=SHAPE)
+    assert tuple(res.narrow_options["widths"]) == (16, 8)
+    assert min(r["test_accuracy"] for r in res.modes.values()) > 0.5
+    # Crowley's Fisher scores and Pruning from Scratch's gates use the declared sites
+    batch = (x, jnp.asarray(train.labels[:8]))
+    fisher = st.criteria.get("fisher", structure=s)(trained, batch=batch)
+    assert {g: np.shape(v) for g, v in fisher.items()} == {"hidden0": (32,), "hidden1": (16,)}
+    from jaxprune.studies import scratch
+
+    small = Split(train.images[:256], train.labels[:256])
+    gates = scratch.learn_gates(s, v, small, small, scratch.GateConfig(epochs=1, batch_size=64,
+                                                                       augment=False),
+                                progress=False).gates
+    found = scratch.search(s, gates, 0.5, reference_macs=st.count_pruned(s, input_shape=SHAPE)
+                           .macs, tolerance=0.05, input_shape=SHAPE)
+    assert abs(found.reduction - 0.5) <= 0.05
+
+
 @pytest.mark.parametrize("name, want", [
     ("nnx_conv_bn", bm.NNX_CONV_BN_MACS), ("nnx_mlp", bm.NNX_MLP_MACS),
     ("linen_dropout", {"fc1": 1024, "out": 160}),

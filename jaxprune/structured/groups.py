@@ -45,7 +45,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from jaxprune import models
+from jaxprune import contract, models
 
 Path = tuple[str, ...]
 Keep = dict[str, np.ndarray]
@@ -127,10 +127,18 @@ class ChannelGroup(NamedTuple):
 
 
 class Structure(NamedTuple):
-    """The prunable channel groups of one zoo model.
+    """The prunable channel groups of one model: a zoo model (:func:`channel_groups` declares
+    them), or a user's Linen model declared by hand.
+
+    A user's model is named ``"pkg.module:attr"`` (a Linen module class whose fields include
+    its widths, see :func:`jaxprune.contract.load`); its groups are built from the public
+    :class:`ChannelGroup`, :class:`Slot`, :class:`Site` and :class:`WidthTarget`, and every
+    channel criterion, policy, gate, the surgery and the MAC counts work on it as on the zoo's
+    (``tests/test_contract.py`` declares one). NNX models have no channel pruning yet
+    (gates intercept Linen modules).
 
     Attributes:
-      name: the registered model name (``models.names()``).
+      name: the registered model name (``models.names()``) or ``"pkg.module:attr"``.
       options: complete options with explicit widths: ``models.get(name, **options)`` rebuilds
         the model exactly (``num_classes`` included).
       groups: the groups in execution order.
@@ -144,8 +152,9 @@ class Structure(NamedTuple):
 
     @property
     def model(self) -> Any:
-        """The (unbound Flax) model: ``models.get(self.name, **self.options)``."""
-        return models.get(self.name, **self.options)
+        """The (unbound Flax Linen) model: ``models.get(self.name, **self.options)``."""
+        model = models.get(self.name, **self.options)
+        return model.module if isinstance(model, contract.LinenModel) else model
 
     @property
     def group_names(self) -> list[str]:

@@ -31,7 +31,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxprune import masks, models
+from jaxprune import contract, masks, models
 from jaxprune.structured.groups import (
     Keep,
     Slot,
@@ -201,7 +201,18 @@ def mask_channels(
 
 def _narrow_structure(structure: Structure, keep: Keep) -> Structure:
     opts = dict(narrow_options(structure, keep))
-    return channel_groups(structure.name, residual=structure.residual, **opts)
+    if not contract.is_spec(structure.name):  # the zoo declares its narrow members itself
+        return channel_groups(structure.name, residual=structure.residual, **opts)
+    # a user's declaration: every size becomes the count of kept channels below it
+    groups = []
+    for g in structure.groups:
+        k = np.asarray(keep[g.name])
+        below = lambda size, k=k: int(np.sum(k < size))
+        groups.append(g._replace(
+            width=len(k), slots=tuple(s._replace(size=below(s.size)) for s in g.slots),
+            sites=tuple(s._replace(size=below(s.size)) for s in g.sites),
+            targets=tuple(t._replace(size=below(t.size)) for t in g.targets)))
+    return structure._replace(options=opts, groups=tuple(groups))
 
 
 def prune_channels(
