@@ -163,13 +163,16 @@ def _str_keys(tree: Any) -> Any:
 
 
 def _layout(abstract: _nnx.Module) -> tuple:
-    """How a module's state maps onto variables: per collection (params, batch_stats, state)
-    the tuple of (int-or-str key path) of its leaves, and the RNG leaves."""
+    """How a module's state maps onto variables: per collection (params, batch_stats, rngs,
+    state) the ``(key path, variable type)`` of each of its leaves (int or str keys, as NNX
+    has them; the type rebuilds the leaf's variable: a user's own ``nnx.Variable`` subclass in
+    ``"state"`` comes back as itself)."""
     _, *states = _nnx.split(abstract, *(f for _, f in NNX_COLLECTIONS), _nnx.RngState, ...)
     names = [n for n, _ in NNX_COLLECTIONS] + ["rngs", "state"]
     layout = []
     for name, st in zip(names, states, strict=True):
-        flat = tuple(sorted((tuple(p) for p, _ in _nnx.to_flat_state(st)), key=repr))
+        flat = tuple(sorted(((tuple(p), type(v)) for p, v in _nnx.to_flat_state(st)),
+                            key=lambda item: repr(item[0])))
         layout.append((name, flat))
     return tuple(layout)
 
@@ -197,7 +200,8 @@ class NNXModel(Model):
     Attributes:
       graph_train, graph_eval: the module's graph in train and eval mode (``nnx.split``).
       layout: which variable leaves go to which collection (see :func:`nnx`).
-      factory: ``factory(rngs) -> module`` for :meth:`init`, or ``None`` for a built module.
+      factory: ``factory(rngs=...) -> module`` for :meth:`init`, or ``None`` for a built
+        module.
     """
 
     graph_train: Any
@@ -253,18 +257,13 @@ class NNXModel(Model):
         if key is None and cols.get("rngs"):  # eval mode, or training without dropout keys
             key = jax.random.key(jnp.uint32(0))
         flat: dict[tuple, Any] = {}
-        for name, paths in cols.items():
-            for i, path in enumerate(paths):
+        for name, leaves in cols.items():
+            for i, (path, var) in enumerate(leaves):
                 if name == "rngs":  # each stream from the call's key; counts from zero
-                    if path[-1] == "count":
-                        value = jnp.zeros((), jnp.uint32)
-                    else:
-                        value = jax.random.fold_in(key, i)
-                    flat[path] = _nnx.RngCount(value) if path[-1] == "count" else \
-                        _nnx.RngKey(value)
+                    count = issubclass(var, _nnx.RngCount)
+                    flat[path] = var(jnp.zeros((), jnp.uint32) if count
+                                     else jax.random.fold_in(key, i))
                 else:
-                    var = {"params": _nnx.Param, "batch_stats": _nnx.BatchStat}.get(
-                        name, _nnx.Variable)
                     flat[path] = var(_get(variables[name], path))
         graph = self.graph_train if train else self.graph_eval
         return _nnx.merge(graph, _nest(flat))
@@ -291,9 +290,10 @@ def nnx(module_or_factory: _nnx.Module | Callable[[_nnx.Rngs], _nnx.Module]) -> 
     """An NNX module under the contract.
 
     Args:
-      module_or_factory: ``factory(rngs) -> nnx.Module`` (a class whose constructor takes
-        ``rngs``, a ``functools.partial`` of one, or a lambda), so :meth:`Model.init` builds a
-        fresh network per key; or a built module (its weights: :func:`variables_of`).
+      module_or_factory: ``factory(rngs=...) -> nnx.Module``, called with ``rngs`` as a
+        keyword (a class whose constructor takes ``rngs``, a ``functools.partial`` of one, or a
+        lambda), so :meth:`Model.init` builds a fresh network per key; or a built module (its
+        weights: :func:`variables_of`).
     """
     if isinstance(module_or_factory, _nnx.Module):
         built = module_or_factory

@@ -92,6 +92,30 @@ def test_nnx_variables_modes_and_seeds():
     assert "0x" not in linen.describe() and linen.describe().startswith("Dense(")
 
 
+class _Calls(nnx.Variable):
+    """A user's own variable type: not a parameter, not batch statistics."""
+
+
+class _Counting(nnx.Module):
+    def __init__(self, *, rngs):
+        self.fc = nnx.Linear(64, 10, rngs=rngs)
+        self.calls = _Calls(jnp.zeros((), jnp.int32))
+
+    def __call__(self, x):
+        self.calls[...] += 1
+        return self.fc(x.reshape(x.shape[0], -1))
+
+
+def test_nnx_other_variables_are_state_and_keep_their_type():
+    model = contract.nnx(_Counting)
+    v = model.init(jax.random.key(0), None)
+    assert set(v) == {"params", "state"} and int(v["state"]["calls"]) == 0
+    _, new = jax.jit(lambda v: model.apply(v, jnp.ones((2, *SHAPE)), train=True))(v)
+    assert int(new["state"]["calls"]) == 1  # updated in train mode, returned as state
+    _, same = model.apply(v, jnp.ones((2, *SHAPE)))
+    assert int(same["state"]["calls"]) == 0  # eval mode returns the state as given
+
+
 def test_linen_dropout_follows_its_deterministic_flag_and_the_key():
     model = contract.as_model(bm.LinenDropout())
     assert model.mode_args == (("deterministic", False),)
