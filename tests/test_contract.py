@@ -206,8 +206,8 @@ def test_lottery_levels_then_autos_on_an_nnx_model(digits, tmp_path):
     train, val = lottery.holdout(train, 100)
     model = contract.nnx(bm.NNXMLP)
     lc = lottery.LotteryConfig(levels=2, rate=0.5, controls=())
-    res = lottery.run(model, train, test, CFG, lc, seeds=[0, 1], validation=val, progress=False,
-                      workdir=str(tmp_path / "imp"))
+    res = lottery.run(model, train, test, CFG.replace(epochs=1), lc, seeds=[0, 1],
+                      validation=val, progress=False, workdir=str(tmp_path / "imp"))
     assert set(res.survival) == {"layers/0/kernel", "layers/1/kernel", "layers/2/kernel"}
     surv = res.survival["layers/0/kernel"]
     want = sum(np.asarray(res.masks[level]["layers"]["0"]["kernel"], np.uint8)
