@@ -14,8 +14,21 @@ import tempfile
 import time
 from pathlib import Path
 
-import jax
-import pytest
+# XLA:CPU compiles the suite's programs at LLVM optimization level 1 instead of its default:
+# their compile time is most of the suite's and their run time almost none of it. Level 1 is
+# the same XLA program (the same HLO passes; LLVM leaves floating point alone without fast
+# math): initializations and dense nets give bitwise the same values, convolutions differ in
+# the last bits, and no test compares with values from another level. It is set here, before
+# jax starts its backend, so the xdist workers and every subprocess (CLI, notebooks,
+# benchmarks) inherit it. Measured in docs/architecture.md ("Tests"); a level given in
+# XLA_FLAGS already wins (XLA_FLAGS=--xla_backend_optimization_level=3 runs the suite as users
+# compile).
+TEST_XLA_FLAGS = "--xla_backend_optimization_level=1"
+if "xla_backend_optimization_level" not in os.environ.get("XLA_FLAGS", ""):
+    os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {TEST_XLA_FLAGS}".strip()
+
+import jax  # noqa: E402
+import pytest  # noqa: E402
 
 jax.config.update("jax_numpy_rank_promotion", "raise")
 

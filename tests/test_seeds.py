@@ -406,7 +406,8 @@ _SHARDED_SCRIPT = textwrap.dedent(
 
 
 def test_sharded_over_four_cpu_devices():
-    env = {"XLA_FLAGS": "--xla_force_host_platform_device_count=4", "JAX_PLATFORMS": "cpu"}
+    env = {"XLA_FLAGS": f"{os.environ.get('XLA_FLAGS', '')} "  # the suite's flags, and:
+                        "--xla_force_host_platform_device_count=4", "JAX_PLATFORMS": "cpu"}
     proc = subprocess.run(  # the flag must be set before jax is imported: a fresh interpreter
         [sys.executable, "-c", _SHARDED_SCRIPT],
         env={**os.environ, **env},
