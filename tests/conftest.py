@@ -94,8 +94,11 @@ def pytest_configure(config: pytest.Config) -> None:
         "cache switched off (a program loaded from the cache is not compiled)")
     if not _is_xdist_worker(config):  # the controller (or the only process) owns the folder
         config.stash[_START] = time.monotonic()
-        config.stash[_CACHE_DIR] = tempfile.mkdtemp(prefix="jaxprune-test-xla-cache-")
-        os.environ[_CACHE_ENV] = config.stash[_CACHE_DIR]
+        run_dir = config.stash[_CACHE_DIR] = tempfile.mkdtemp(prefix="jaxprune-test-caches-")
+        os.environ[_CACHE_ENV] = os.path.join(run_dir, "xla")
+        # Generated datasets (MNIST-1D) are kept for the run too, never in the user's
+        # ~/.cache: the first process to generate one writes it, the others read it.
+        os.environ["JAXPRUNE_CACHE_DIR"] = os.path.join(run_dir, "data")
         os.environ.update(_CACHE_SETTINGS)
     if config.getoption("compile_report"):
         if getattr(config.option, "numprocesses", None):

@@ -121,6 +121,44 @@ def test_mnist1d_official_split_and_cache():
     assert x2.std() > 0.1 and np.array_equal(y, y2)
 
 
+def test_mnist1d_is_kept_in_the_cache_dir():
+    x, y = data.load("mnist1d", "train")  # generated, or read from this run's cache
+    (path,) = data.cache_dir().glob("mnist1d-*.npz")
+    assert data.cache_dir() == Path(os.environ[data.CACHE_ENV])  # the suite's, not ~/.cache
+    with np.load(path) as f:
+        np.testing.assert_array_equal(f["x"].astype(np.float32)[..., None], x)
+        np.testing.assert_array_equal(f["y"], y)
+
+
+def test_cached_arrays_write_once_read_back_and_remake_a_broken_file(tmp_path, monkeypatch):
+    monkeypatch.setenv(data.CACHE_ENV, str(tmp_path / "c"))
+    calls = []
+
+    def make():
+        calls.append(1)
+        return {"a": np.arange(5.0), "b": np.ones((2, 3), np.int32)}
+
+    first = data.cached_arrays("thing", ("v1", 3), make)
+    (path,) = (tmp_path / "c").iterdir()  # one file, no temporary left behind
+    assert path.name.startswith("thing-") and path.suffix == ".npz"
+    again = data.cached_arrays("thing", ("v1", 3), make)
+    assert len(calls) == 1  # read back, not made again
+    for k in ("a", "b"):
+        np.testing.assert_array_equal(again[k], first[k])
+        assert again[k].dtype == first[k].dtype
+    data.cached_arrays("thing", ("v2", 3), make)  # other settings: another file
+    assert len(calls) == 2 and len(list((tmp_path / "c").iterdir())) == 2
+    path.write_bytes(path.read_bytes()[:40])  # a cut-off file is made again and replaced
+    np.testing.assert_array_equal(data.cached_arrays("thing", ("v1", 3), make)["a"], first["a"])
+    assert len(calls) == 3
+    assert data.cached_arrays("thing", ("v1", 3), make) and len(calls) == 3
+    blocked = tmp_path / "file"
+    blocked.write_text("not a folder")
+    monkeypatch.setenv(data.CACHE_ENV, str(blocked))  # unwritable: made every time, no error
+    np.testing.assert_array_equal(data.cached_arrays("thing", ("v1", 3), make)["b"], first["b"])
+    assert len(calls) == 4
+
+
 def test_digits_fixed_split():
     x, y = data.load("digits", "train")
     xt, yt = data.load("digits", "test")

@@ -118,14 +118,20 @@ def dataset_from_lottery(
         train = Split(*data.load(cfg["dataset"], "train", data_dir))
         batches = pai.score_batches(train, seeds, per_class, normalize=cfg["normalize"])
         keep_dense = tuple(tuple(p.split("/")) for p in cfg.get("keep_dense", []))
-        for i, seed in enumerate(seeds):
-            variables = jax.tree.map(lambda a, i=i: jnp.asarray(a[i]), init)
+
+        @jax.jit  # one program for every seed of the workdir (eagerly, one per operation)
+        def features(variables, batch, net=net, keep_dense=keep_dense, info=info):
             params, state = variables["params"], {k: v for k, v in variables.items()
                                                   if k != "params"}
             fns = pai.model_fns(net, state, info.input_shape)
-            grads = _autos.initial_gradient(fns.loss_fn, params, (batches[0][i], batches[1][i]))
-            f = np.asarray(_autos.weight_features(params, grads, standardize=standardize,
-                                                  keep_dense=keep_dense))
+            grads = _autos.initial_gradient(fns.loss_fn, params, batch)
+            return _autos.weight_features(params, grads, standardize=standardize,
+                                          keep_dense=keep_dense)
+
+        for i, seed in enumerate(seeds):
+            variables = jax.tree.map(lambda a, i=i: np.asarray(a[i]), init)
+            params = variables["params"]
+            f = np.asarray(features(variables, (batches[0][i], batches[1][i])))
             paths = [masks.path_str(p) for p in
                      masks.flatten_prunable(params, None, keep_dense).prunable_paths]
             missing = [p for p in paths if p not in survival]
