@@ -35,9 +35,10 @@ jax.config.update("jax_numpy_rank_promotion", "raise")
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 # The whole suite's wall-time budget, in seconds, for `python -m pytest -q` on the 2-core
-# development machine (this is the one place it is written): twice the measured figure
-# (docs/architecture.md, "Tests"), so noise and a slower machine pass and a doubling fails.
-SUITE_BUDGET_S = 1300
+# development machine (this is the one place it is written): about twice the measured figure
+# (docs/architecture.md, "Tests": 500-595 s on 2026-12-08), so noise and a slower machine pass
+# and a doubling fails.
+SUITE_BUDGET_S = 1000
 
 # JAX's persistent compilation cache, shared by the xdist workers and every subprocess the tests
 # start (CLI, notebooks, benchmarks) through the environment, in a folder made for this run and
