@@ -119,7 +119,7 @@ def dataset_from_lottery(
         batches = pai.score_batches(train, seeds, per_class, normalize=cfg["normalize"])
         keep_dense = tuple(tuple(p.split("/")) for p in cfg.get("keep_dense", []))
 
-        @jax.jit  # one program for every seed of the workdir (eagerly, one per operation)
+        @jax.jit  # one program for every seed of the workdir (eager code compiles one per op)
         def features(variables, batch, net=net, keep_dense=keep_dense, info=info):
             params, state = variables["params"], {k: v for k, v in variables.items()
                                                   if k != "params"}
