@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
+import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -216,3 +218,98 @@ def plot_structure_diversity(groups: Mapping[str, np.ndarray], layer_names: Sequ
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
+
+
+@dataclasses.dataclass(frozen=True)
+class Comparison:
+    """Arm ``a`` against arm ``b`` over the same seeds (see :func:`compare_paired`).
+
+    ``diffs`` are ``a - b`` per seed; ``mean`` and ``std`` (n - 1) are theirs; ``low`` and
+    ``high`` bound the ``confidence`` t-interval of the mean difference (NaN with one seed);
+    ``higher`` / ``lower`` / ``ties`` count seeds; ``verdict`` is one of ``"higher"``,
+    ``"lower"`` (the interval excludes 0), ``"equivalent"`` (inside +/- ``margin``),
+    ``"no detectable difference"`` or ``"one seed"``.
+    """
+
+    diffs: tuple[float, ...]
+    mean: float
+    std: float
+    low: float
+    high: float
+    confidence: float
+    margin: float | None
+    higher: int
+    lower: int
+    ties: int
+    verdict: str
+
+    @property
+    def n(self) -> int:
+        return len(self.diffs)
+
+    @property
+    def half_width(self) -> float:
+        return (self.high - self.low) / 2
+
+    def sentence(self, a: str = "a", b: str = "b", *, scale: float = 1.0, unit: str = "",
+                 digits: int = 2) -> str:
+        """The verdict in words with the numbers it rests on, e.g. ``"ticket higher than dense
+        by 0.72 (95% CI 0.41 to 1.03; higher in 3 of 3 seeds)"``; ``scale=100, unit=" points"``
+        for accuracies stored as fractions."""
+        f = lambda v: f"{v * scale:.{digits}f}"  # noqa: E731
+        pct = f"{100 * self.confidence:g}%"
+        seeds = f"{a} higher in {self.higher} of {self.n} seeds"
+        if self.verdict == "one seed":
+            return f"{a} - {b} = {f(self.mean)}{unit} on one seed (no interval)"
+        ci = f"{pct} CI {f(self.low)} to {f(self.high)}"
+        if self.verdict in ("higher", "lower"):
+            return (f"{a} {self.verdict} than {b} by {f(abs(self.mean))}{unit} ({ci}; {seeds})")
+        if self.verdict == "equivalent":
+            return (f"{a} equivalent to {b} within +/- {f(self.margin)}{unit} ({ci}; {seeds})")
+        return (f"no detectable difference between {a} and {b}: {f(self.mean)}{unit} "
+                f"+/- {f(self.half_width)} ({ci}; {seeds})")
+
+
+def compare_paired(a: Sequence[float], b: Sequence[float], *, confidence: float = 0.95,
+                   margin: float | None = None) -> Comparison:
+    """Paired comparison of two arms run on the same seeds (``a[i]`` and ``b[i]`` share seed
+    ``i``): the mean of ``a - b`` and its Student-t interval.
+
+    An interval that excludes 0 is a difference (``"higher"`` / ``"lower"``). One that
+    includes 0 is ``"equivalent"`` only when it lies inside ``(-margin, margin)`` for a margin
+    chosen in advance; otherwise it is ``"no detectable difference"``, which is not evidence of
+    equivalence (a wide interval from few or noisy seeds says little).
+
+    Raises:
+      ValueError: arms of different lengths or empty, a non-finite value, or ``confidence``
+        outside (0, 1).
+    """
+    from scipy import stats
+
+    x, y = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    if x.shape != y.shape or x.ndim != 1 or x.size == 0:
+        raise ValueError(f"compare_paired needs two equally long, non-empty 1-D arms (one value "
+                         f"per seed); got shapes {x.shape} and {y.shape}")
+    if not (np.isfinite(x).all() and np.isfinite(y).all()):
+        raise ValueError("compare_paired got a non-finite value: report diverged runs apart")
+    if not 0.0 < confidence < 1.0:
+        raise ValueError(f"confidence must lie in (0, 1), got {confidence}")
+    d = x - y
+    n, mean = d.size, float(d.mean())
+    counts = dict(higher=int((d > 0).sum()), lower=int((d < 0).sum()), ties=int((d == 0).sum()))
+    if n == 1:
+        return Comparison(tuple(d.tolist()), mean, math.nan, math.nan, math.nan, confidence,
+                          margin, verdict="one seed", **counts)
+    std = float(d.std(ddof=1))
+    h = float(stats.t.ppf(0.5 + confidence / 2, n - 1)) * std / math.sqrt(n)
+    low, high = mean - h, mean + h
+    if low > 0:
+        verdict = "higher"
+    elif high < 0:
+        verdict = "lower"
+    elif margin is not None and -margin < low and high < margin:
+        verdict = "equivalent"
+    else:
+        verdict = "no detectable difference"
+    return Comparison(tuple(d.tolist()), mean, std, low, high, confidence, margin,
+                      verdict=verdict, **counts)
