@@ -266,8 +266,8 @@ class Comparison:
             return (f"{a} {self.verdict} than {b} by {f(abs(self.mean))}{unit} ({ci}; {seeds})")
         if self.verdict == "equivalent":
             return (f"{a} equivalent to {b} within +/- {f(self.margin)}{unit} ({ci}; {seeds})")
-        return (f"no detectable difference between {a} and {b}: {f(self.mean)}{unit} "
-                f"+/- {f(self.half_width)} ({ci}; {seeds})")
+        return (f"no detectable difference between {a} and {b}: {f(self.mean)} "
+                f"+/- {f(self.half_width)}{unit} ({ci}; {seeds})")
 
 
 def compare_paired(a: Sequence[float], b: Sequence[float], *, confidence: float = 0.95,

@@ -1,0 +1,34 @@
+"""The accuracy verdicts of lottery_mnist, computed from results.json (never typed by hand).
+
+Each level's ticket and reinit control against the dense network (level 0's ticket), paired by
+seed (the same init), with jaxprune.report.compare_paired's 95% t-interval. Prints the Markdown
+block that README.md holds between its "verdicts" markers; tests/test_experiments.py checks that
+the README holds exactly this output.
+
+    python experiments/lottery_mnist/verdicts.py
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from jaxprune.report import compare_paired
+
+HERE = Path(__file__).resolve().parent
+
+
+def render() -> str:
+    levels = json.loads((HERE / "results.json").read_text())["levels"]
+    dense = levels[0]["arms"]["ticket"]["test_accuracy"]
+    lines = ["| remaining | ticket vs dense | reinit vs dense |", "|---|---|---|"]
+    for lv in levels[1:]:
+        cells = [compare_paired(lv["arms"][arm]["test_accuracy"], dense)
+                 .sentence(arm, "dense", scale=100, unit=" points")
+                 for arm in ("ticket", "reinit")]
+        lines.append(f"| {100 * lv['density']:.2f}% | {cells[0]} | {cells[1]} |")
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    print(render(), end="")
