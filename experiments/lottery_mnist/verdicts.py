@@ -22,11 +22,21 @@ def render() -> str:
     levels = json.loads((HERE / "results.json").read_text())["levels"]
     dense = levels[0]["arms"]["ticket"]["test_accuracy"]
     lines = ["| remaining | ticket vs dense | reinit vs dense |", "|---|---|---|"]
+    verdicts: dict[str, list[tuple[str, str]]] = {"ticket": [], "reinit": []}
     for lv in levels[1:]:
-        cells = [compare_paired(lv["arms"][arm]["test_accuracy"], dense)
-                 .sentence(arm, "dense", scale=100, unit=" points")
-                 for arm in ("ticket", "reinit")]
-        lines.append(f"| {100 * lv['density']:.2f}% | {cells[0]} | {cells[1]} |")
+        where = f"{100 * lv['density']:.2f}%"
+        cells = []
+        for arm in ("ticket", "reinit"):
+            c = compare_paired(lv["arms"][arm]["test_accuracy"], dense)
+            verdicts[arm].append((where, c.verdict))
+            cells.append(c.sentence(arm, "dense", scale=100, unit=" points"))
+        lines.append(f"| {where} | {cells[0]} | {cells[1]} |")
+    lines.append("")
+    for arm, v in verdicts.items():
+        for verdict in ("higher", "lower"):
+            at = [where for where, got in v if got == verdict]
+            lines.append(f"- {arm} {verdict} than dense at {len(at)} of {len(v)} levels"
+                         + (f" ({', '.join(at)})" if at else "") + ".")
     return "\n".join(lines) + "\n"
 
 
